@@ -1,0 +1,783 @@
+//! The inventory: what the DNS should say about KMS hosts, read from TOML and validated.
+//!
+//! The keys are a contract with the admins who write the file, so parsing is strict: an unknown
+//! key, a wrong type or an inconsistent entry is an error naming the file, line, column and key,
+//! never a silent default. All problems found are reported at once, so one run of
+//! `kmsdns check-config` shows everything to fix.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::name::DnsName;
+
+/// The validated desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    pub defaults: Defaults,
+    pub zones: Vec<Zone>,
+    pub hosts: Vec<KmsHost>,
+}
+
+/// Settings shared by every zone and host unless they say otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// TTL of the SRV records kmsdns writes.
+    pub ttl: u32,
+    /// The KMS port (1688 unless the hosts were set up with another).
+    pub port: u16,
+    /// One DNS exchange or one probe attempt.
+    pub timeout: Duration,
+    /// Further attempts after a timeout.
+    pub retries: u8,
+    /// Exchanges and probes in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            ttl: 3600,
+            port: 1688,
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            concurrency: 64,
+        }
+    }
+}
+
+/// A zone in which KMS hosts publish `_vlmcs._tcp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    pub name: DnsName,
+    /// Its authoritative servers, each asked directly.
+    pub servers: Vec<ServerAddr>,
+    pub policy: Policy,
+}
+
+/// What kmsdns may do to a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Report and plan only.
+    Audit,
+    /// Apply the plan.
+    Repair,
+}
+
+/// A KMS host as the inventory knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KmsHost {
+    pub name: DnsName,
+    /// The zones it publishes in (as its DnsDomainPublishList says).
+    pub zones: Vec<DnsName>,
+    pub state: HostState,
+    pub port: u16,
+    pub priority: u16,
+    pub weight: u16,
+}
+
+/// The lifecycle of a KMS host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Must be published in each of its zones while it answers as a KMS host.
+    Active,
+    /// Known; may be published, need not be, never reported as rogue.
+    Standby,
+    /// Must not be published anywhere.
+    Decommissioned,
+}
+
+/// An authoritative server: an address or a host name, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerAddr {
+    pub host: ServerHost,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerHost {
+    Ip(IpAddr),
+    Name(DnsName),
+}
+
+impl ServerAddr {
+    /// Parses `192.0.2.10`, `192.0.2.10:5300`, `2001:db8::1`, `[2001:db8::1]:53`,
+    /// `dc2.corp.example.com` or `dc2.corp.example.com:53`.
+    pub fn parse(text: &str) -> Result<ServerAddr, String> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(ServerAddr {
+                host: ServerHost::Ip(ip),
+                port: 53,
+            });
+        }
+        if let Ok(sa) = text.parse::<SocketAddr>() {
+            return Ok(ServerAddr {
+                host: ServerHost::Ip(sa.ip()),
+                port: sa.port(),
+            });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) => {
+                let port = p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("'{p}' is not a port (1-65535)"))?;
+                (h, port)
+            }
+            None => (text, 53),
+        };
+        let name = DnsName::parse(host)
+            .map_err(|e| format!("'{host}' is not an address or a host name: {e}"))?;
+        Ok(ServerAddr {
+            host: ServerHost::Name(name),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            ServerHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            ServerHost::Ip(ip) => write!(f, "{ip}:{}", self.port),
+            ServerHost::Name(n) => write!(f, "{n}:{}", self.port),
+        }
+    }
+}
+
+impl Serialize for ServerAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Inventory {
+    pub fn zone(&self, name: &DnsName) -> Option<&Zone> {
+        self.zones.iter().find(|z| &z.name == name)
+    }
+
+    pub fn host(&self, name: &DnsName) -> Option<&KmsHost> {
+        self.hosts.iter().find(|h| &h.name == name)
+    }
+
+    /// The declared zone a name lies in, the deepest one when zones nest.
+    pub fn zone_containing(&self, name: &DnsName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| name.is_within(&z.name))
+            .max_by_key(|z| z.name.as_str().len())
+    }
+
+    /// Reads and validates an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::from_toml(&text).map_err(|problems| ConfigError {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parses and validates inventory text; the errors carry positions in `text`.
+    pub fn from_toml(text: &str) -> Result<Inventory, Vec<Problem>> {
+        let raw: RawInventory = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| s.start).unwrap_or(0);
+            vec![Problem::at(
+                text,
+                at,
+                key_path_at(text, at),
+                first_line(e.message()),
+            )]
+        })?;
+        validate(text, raw)
+    }
+}
+
+/// A config file that cannot be used, with every problem found in it.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.path.display())?;
+            if p.line > 0 {
+                write!(f, ":{}:{}", p.line, p.column)?;
+            }
+            if !p.key.is_empty() {
+                write!(f, ": {}", p.key)?;
+            }
+            write!(f, ": {}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem in a config file, at a 1-based line and column (0 when it has no position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn at(text: &str, offset: usize, key: String, message: String) -> Problem {
+        let (line, column) = line_column(text, offset);
+        Problem {
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// The dotted key (`host[2].port`) at a byte offset, for errors the TOML parser reports with a
+/// position but no key: the key on that line, under the nearest table header above it.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or("");
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in text[..line_start].lines() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = match counts.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((name.clone(), 0));
+                    0
+                }
+            };
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    let key = match line.split_once('=') {
+        Some((k, _)) if !line.trim_start().starts_with('[') => {
+            k.trim().trim_matches('"').to_string()
+        }
+        _ => String::new(),
+    };
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    zone: Vec<RawZone>,
+    #[serde(default)]
+    host: Vec<RawHost>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    ttl: Option<Spanned<i64>>,
+    port: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    name: Spanned<String>,
+    servers: Spanned<Vec<Spanned<String>>>,
+    policy: Option<Policy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    zones: Spanned<Vec<Spanned<String>>>,
+    state: HostState,
+    port: Option<Spanned<i64>>,
+    priority: Option<Spanned<i64>>,
+    weight: Option<Spanned<i64>>,
+}
+
+/// Collects problems while a raw inventory is turned into a valid one.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, span: Range<usize>, key: String, message: impl Into<String>) {
+        self.problems
+            .push(Problem::at(self.text, span.start, key, message.into()));
+    }
+
+    fn name(&mut self, value: &Spanned<String>, key: String) -> Option<DnsName> {
+        match DnsName::parse(value.get_ref()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.report(
+                    value.span(),
+                    key,
+                    format!("'{}' is not a valid DNS name: {e}", value.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn int<T: TryFrom<i64>>(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        key: String,
+        range: Range<i64>,
+        what: &str,
+    ) -> Option<T> {
+        let v = value.as_ref()?;
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            T::try_from(n).ok()
+        } else {
+            self.report(
+                v.span(),
+                key,
+                format!(
+                    "{n} is out of range: {what} must be {} to {}",
+                    range.start,
+                    range.end - 1
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let mut defaults = Defaults::default();
+    let d = &raw.defaults;
+    if let Some(v) = c.int(&d.ttl, "defaults.ttl".into(), 1..2_147_483_648, "a TTL") {
+        defaults.ttl = v;
+    }
+    if let Some(v) = c.int(&d.port, "defaults.port".into(), 1..65_536, "a port") {
+        defaults.port = v;
+    }
+    if let Some(v) = c.int(&d.retries, "defaults.retries".into(), 0..11, "retries") {
+        defaults.retries = v;
+    }
+    if let Some(v) = c.int(
+        &d.concurrency,
+        "defaults.concurrency".into(),
+        1..4097,
+        "concurrency",
+    ) {
+        defaults.concurrency = v;
+    }
+    if let Some(t) = &d.timeout {
+        match humantime::parse_duration(t.get_ref()) {
+            Ok(v) if v >= Duration::from_millis(10) && v <= Duration::from_secs(300) => {
+                defaults.timeout = v
+            }
+            Ok(_) => c.report(
+                t.span(),
+                "defaults.timeout".into(),
+                "must be between 10ms and 300s",
+            ),
+            Err(e) => c.report(
+                t.span(),
+                "defaults.timeout".into(),
+                format!(
+                    "'{}' is not a duration such as \"2s\" or \"500ms\": {e}",
+                    t.get_ref()
+                ),
+            ),
+        }
+    }
+
+    let mut zones = Vec::new();
+    let mut seen_zones = HashSet::new();
+    for (i, z) in raw.zone.iter().enumerate() {
+        let Some(name) = c.name(&z.name, format!("zone[{i}].name")) else {
+            continue;
+        };
+        if !seen_zones.insert(name.clone()) {
+            c.report(
+                z.name.span(),
+                format!("zone[{i}].name"),
+                format!("the zone '{name}' is declared twice"),
+            );
+        }
+        if z.servers.get_ref().is_empty() {
+            c.report(
+                z.servers.span(),
+                format!("zone[{i}].servers"),
+                "the server list is empty: give at least one authoritative server",
+            );
+        }
+        let mut servers = Vec::new();
+        for (j, s) in z.servers.get_ref().iter().enumerate() {
+            match ServerAddr::parse(s.get_ref()) {
+                Ok(a) if servers.contains(&a) => c.report(
+                    s.span(),
+                    format!("zone[{i}].servers[{j}]"),
+                    format!("the server '{a}' is listed twice"),
+                ),
+                Ok(a) => servers.push(a),
+                Err(e) => c.report(s.span(), format!("zone[{i}].servers[{j}]"), e),
+            }
+        }
+        zones.push(Zone {
+            name,
+            servers,
+            policy: z.policy.unwrap_or(Policy::Audit),
+        });
+    }
+
+    let mut hosts: Vec<KmsHost> = Vec::new();
+    for (i, h) in raw.host.iter().enumerate() {
+        let Some(name) = c.name(&h.name, format!("host[{i}].name")) else {
+            continue;
+        };
+        if hosts.iter().any(|o| o.name == name) {
+            c.report(
+                h.name.span(),
+                format!("host[{i}].name"),
+                format!("the host '{name}' is declared twice"),
+            );
+        }
+        let mut host_zones = Vec::new();
+        for (j, z) in h.zones.get_ref().iter().enumerate() {
+            let key = format!("host[{i}].zones[{j}]");
+            let Some(zn) = c.name(z, key.clone()) else {
+                continue;
+            };
+            if !seen_zones.contains(&zn) {
+                c.report(
+                    z.span(),
+                    key,
+                    format!("the zone '{zn}' is not declared: add a [[zone]] with name = \"{zn}\""),
+                );
+            } else if host_zones.contains(&zn) {
+                c.report(z.span(), key, format!("the zone '{zn}' is listed twice"));
+            } else {
+                host_zones.push(zn);
+            }
+        }
+        if h.zones.get_ref().is_empty() && h.state == HostState::Active {
+            c.report(
+                h.zones.span(),
+                format!("host[{i}].zones"),
+                "an active host must be published in at least one zone",
+            );
+        }
+        let port = c
+            .int(&h.port, format!("host[{i}].port"), 1..65_536, "a port")
+            .unwrap_or(defaults.port);
+        let priority = c
+            .int(
+                &h.priority,
+                format!("host[{i}].priority"),
+                0..65_536,
+                "a priority",
+            )
+            .unwrap_or(0);
+        let weight = c
+            .int(
+                &h.weight,
+                format!("host[{i}].weight"),
+                0..65_536,
+                "a weight",
+            )
+            .unwrap_or(0);
+        hosts.push(KmsHost {
+            name,
+            zones: host_zones,
+            state: h.state,
+            port,
+            priority,
+            weight,
+        });
+    }
+
+    if c.problems.is_empty() {
+        Ok(Inventory {
+            defaults,
+            zones,
+            hosts,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[defaults]
+ttl = 600
+timeout = "500ms"
+
+[[zone]]
+name = "Corp.Example.com."
+servers = ["192.0.2.10", "dc2.corp.example.com:5353", "[2001:db8::1]:53"]
+
+[[host]]
+name = "kms1.corp.example.com"
+zones = ["corp.example.com"]
+state = "active"
+priority = 10
+
+[[host]]
+name = "kms2.corp.example.com"
+zones = []
+state = "decommissioned"
+port = 11688
+"#;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        Inventory::from_toml(text).expect_err("the inventory should be refused")
+    }
+
+    fn one_problem(text: &str) -> Problem {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        p.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_good_inventory_is_read_with_defaults() {
+        let inv = Inventory::from_toml(GOOD).unwrap();
+        assert_eq!(inv.defaults.ttl, 600);
+        assert_eq!(inv.defaults.timeout, Duration::from_millis(500));
+        assert_eq!(inv.defaults.retries, 2);
+        let z = &inv.zones[0];
+        assert_eq!(z.name.as_str(), "corp.example.com");
+        assert_eq!(z.policy, Policy::Audit);
+        assert_eq!(z.servers[0].to_string(), "192.0.2.10:53");
+        assert_eq!(z.servers[1].to_string(), "dc2.corp.example.com:5353");
+        assert_eq!(z.servers[2].to_string(), "[2001:db8::1]:53");
+        assert_eq!(inv.hosts[0].port, 1688);
+        assert_eq!(inv.hosts[0].priority, 10);
+        assert_eq!(inv.hosts[1].port, 11688);
+        assert_eq!(inv.hosts[1].state, HostState::Decommissioned);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_position() {
+        let p =
+            one_problem("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\nserver = \"x\"\n");
+        assert_eq!((p.line, p.column), (4, 1));
+        assert_eq!(p.key, "zone[0].server");
+        assert!(p.message.contains("unknown field"), "{}", p.message);
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_position() {
+        let text = "[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\n[[host]]\nname = \"k.a.test\"\nzones = [\"a.test\"]\nstate = \"active\"\n[[host]]\nname = \"k2.a.test\"\nzones = [\"a.test\"]\nstate = \"active\"\nport = \"1688\"\n";
+        let p = one_problem(text);
+        assert_eq!(p.line, 12);
+        assert_eq!(p.key, "host[1].port");
+    }
+
+    #[test]
+    fn bad_enum_value_is_refused() {
+        let p = one_problem(
+            "[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\npolicy = \"fix\"\n",
+        );
+        assert_eq!(p.line, 4);
+        assert_eq!(p.key, "zone[0].policy");
+    }
+
+    #[test]
+    fn undeclared_zone_duplicates_and_empty_servers_are_all_reported() {
+        let text = r#"
+[[zone]]
+name = "a.test"
+servers = []
+
+[[zone]]
+name = "A.test."
+servers = ["127.0.0.1"]
+
+[[host]]
+name = "kms.a.test"
+zones = ["b.test"]
+state = "standby"
+
+[[host]]
+name = "KMS.a.test"
+zones = ["a.test"]
+state = "standby"
+"#;
+        let p = problems(text);
+        let keys: Vec<_> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (4, "zone[0].servers"),
+                (7, "zone[1].name"),
+                (12, "host[0].zones[0]"),
+                (16, "host[1].name")
+            ],
+            "{p:#?}"
+        );
+        assert!(p[2].message.contains("'b.test' is not declared"));
+        assert!(p[3].message.contains("declared twice"));
+    }
+
+    #[test]
+    fn invalid_names_ports_and_servers_are_refused() {
+        let text = r#"
+[defaults]
+port = 70000
+timeout = "soon"
+
+[[zone]]
+name = "bad..zone"
+servers = ["127.0.0.1:0"]
+
+[[zone]]
+name = "ok.test"
+servers = ["127.0.0.1", "127.0.0.1:53"]
+
+[[host]]
+name = "kms_1 .ok.test"
+zones = ["ok.test"]
+state = "active"
+
+[[host]]
+name = "kms2.ok.test"
+zones = ["ok.test"]
+state = "active"
+priority = -1
+"#;
+        let p = problems(text);
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "defaults.port",
+                "defaults.timeout",
+                "zone[0].name",
+                "zone[1].servers[1]",
+                "host[0].name",
+                "host[1].priority"
+            ],
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn an_active_host_needs_a_zone() {
+        let p = one_problem(
+            "[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\n[[host]]\nname = \"k.a.test\"\nzones = []\nstate = \"active\"\n",
+        );
+        assert_eq!(p.key, "host[0].zones");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let p = one_problem("[[zone]]\nname = \"a.test\nservers = []\n");
+        assert_eq!(p.line, 2);
+    }
+
+    #[test]
+    fn error_display_names_file_line_column_and_key() {
+        let e = ConfigError {
+            path: "/etc/kmsdns/kmsdns.toml".into(),
+            problems: problems("[defaults]\nretries = 99\n"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc/kmsdns/kmsdns.toml:2:11: defaults.retries: 99 is out of range: retries must be 0 to 10"
+        );
+    }
+
+    #[test]
+    fn zone_containing_prefers_the_deepest_zone() {
+        let inv = Inventory::from_toml(
+            "[[zone]]\nname = \"test\"\nservers = [\"127.0.0.1\"]\n[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        let n = DnsName::parse("kms.a.test").unwrap();
+        assert_eq!(inv.zone_containing(&n).unwrap().name.as_str(), "a.test");
+        assert!(
+            inv.zone_containing(&DnsName::parse("x.example").unwrap())
+                .is_none()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_makes_the_parser_panic(s in "\\PC{0,200}") {
+            let _ = Inventory::from_toml(&s);
+        }
+
+        #[test]
+        fn mangled_good_inventories_never_panic(cut in 0usize..400, junk in "[\\[\\]=\"a-z0-9 .\n]{0,20}") {
+            let mut t = GOOD.to_string();
+            let at = cut.min(t.len());
+            t.insert_str(at, &junk);
+            let _ = Inventory::from_toml(&t);
+        }
+    }
+}

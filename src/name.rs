@@ -1,0 +1,162 @@
+//! DNS names as kmsdns compares them.
+//!
+//! Every name in the inventory and in a DNS answer is folded to one canonical text form,
+//! lower case and without the trailing dot, so that `KMS1.Corp.Example.com.` and
+//! `kms1.corp.example.com` are the same host. The check is the one RFC 1035 §2.3.4 sets on
+//! lengths, with the letters of RFC 952 plus the underscore, which service labels such as
+//! `_vlmcs` and some Active Directory names carry.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A validated, case-folded domain name without the trailing dot.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsName(String);
+
+/// Why a text is not a usable domain name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("the name is empty")]
+    Empty,
+    #[error("the name is longer than 253 characters")]
+    TooLong,
+    #[error("the name has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel,
+    #[error("the label '{0}' is longer than 63 characters")]
+    LabelTooLong(String),
+    #[error("the label '{0}' holds a character other than a letter, digit, '-' or '_'")]
+    BadCharacter(String),
+    #[error("the label '{0}' starts or ends with '-'")]
+    Hyphen(String),
+}
+
+impl DnsName {
+    /// Parses a name given by a person or a server; one trailing dot is allowed.
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        let text = text.strip_suffix('.').unwrap_or(text);
+        if text.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if text.len() > 253 {
+            return Err(NameError::TooLong);
+        }
+        for label in text.split('.') {
+            if label.is_empty() {
+                return Err(NameError::EmptyLabel);
+            }
+            if label.len() > 63 {
+                return Err(NameError::LabelTooLong(label.to_string()));
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(NameError::BadCharacter(label.to_string()));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(NameError::Hyphen(label.to_string()));
+            }
+        }
+        Ok(DnsName(text.to_ascii_lowercase()))
+    }
+
+    /// The name as hickory reads it from the wire; `None` for the root or a name that does not
+    /// pass [`DnsName::parse`] (a rogue SRV target such as `bad..name` or one with a space).
+    pub fn from_hickory(name: &hickory_proto::rr::Name) -> Option<Self> {
+        Self::parse(&name.to_ascii()).ok()
+    }
+
+    /// The name in hickory's type, fully qualified.
+    pub fn to_hickory(&self) -> hickory_proto::rr::Name {
+        // A DnsName is valid ASCII with labels of at most 63 octets: hickory accepts every one.
+        hickory_proto::rr::Name::from_ascii(self.fqdn())
+            .unwrap_or_else(|_| hickory_proto::rr::Name::root())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name with its trailing dot, as zone files and `dig` print it.
+    pub fn fqdn(&self) -> String {
+        format!("{}.", self.0)
+    }
+
+    /// True when `self` is `zone` or lies below it.
+    pub fn is_within(&self, zone: &DnsName) -> bool {
+        self.0 == zone.0
+            || (self.0.len() > zone.0.len()
+                && self.0.ends_with(&zone.0)
+                && self.0.as_bytes()[self.0.len() - zone.0.len() - 1] == b'.')
+    }
+
+    /// `_vlmcs._tcp.<zone>`, the owner name KMS clients look up (RFC 2782 form).
+    pub fn vlmcs_owner(&self) -> DnsName {
+        DnsName(format!("_vlmcs._tcp.{}", self.0))
+    }
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl Serialize for DnsName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fold_case_and_trailing_dot() {
+        let a = DnsName::parse("KMS1.Corp.Example.com.").unwrap();
+        let b = DnsName::parse("kms1.corp.example.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.fqdn(), "kms1.corp.example.com.");
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert_eq!(DnsName::parse(""), Err(NameError::Empty));
+        assert_eq!(DnsName::parse("."), Err(NameError::Empty));
+        assert_eq!(DnsName::parse("a..b"), Err(NameError::EmptyLabel));
+        assert!(matches!(
+            DnsName::parse("a b.c"),
+            Err(NameError::BadCharacter(_))
+        ));
+        assert!(matches!(DnsName::parse("-a.c"), Err(NameError::Hyphen(_))));
+        assert!(matches!(
+            DnsName::parse(&"a".repeat(64)),
+            Err(NameError::LabelTooLong(_))
+        ));
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert_eq!(DnsName::parse(&long), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn within_respects_label_boundaries() {
+        let zone = DnsName::parse("corp.test").unwrap();
+        assert!(DnsName::parse("kms1.corp.test").unwrap().is_within(&zone));
+        assert!(zone.is_within(&zone));
+        assert!(!DnsName::parse("xcorp.test").unwrap().is_within(&zone));
+        assert!(!DnsName::parse("test").unwrap().is_within(&zone));
+    }
+
+    #[test]
+    fn round_trips_through_hickory() {
+        let n = DnsName::parse("_vlmcs._tcp.Corp.Test").unwrap();
+        assert_eq!(DnsName::from_hickory(&n.to_hickory()), Some(n));
+    }
+}

@@ -1,0 +1,310 @@
+//! Reading DNS from authoritative servers, one server at a time, through hickory-net.
+//!
+//! Two traps of hickory-net 0.26's `Client` shape this module (rust-crates.md §1.1): it has no
+//! TCP fallback (a truncated UDP answer is simply returned), and its UDP stream resends every
+//! 333 ms within one overall timeout. We send one UDP datagram per attempt, with our own
+//! timeout and our own retries, and repeat the question over TCP when the answer is truncated.
+//! Queries go with RD=0: we want the server's own authoritative data, never a recursion.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_net::NetError;
+use hickory_net::client::Client;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsHandle, DnsMultiplexer, FirstAnswer};
+use hickory_proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, RecordType};
+use serde::Serialize;
+
+use super::{Resolution, SrvAnswer, SrvRecord};
+use crate::name::DnsName;
+
+/// Why a server's answer is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+pub enum ReadError {
+    #[error("no answer within the timeout (after every retry)")]
+    Timeout,
+    #[error("the server refused the query (REFUSED)")]
+    Refused,
+    #[error("the server failed (SERVFAIL)")]
+    ServFail,
+    #[error("the server is not authoritative for the zone")]
+    NotAuthoritative,
+    #[error("the server answered {0}")]
+    Rcode(String),
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+/// Asks authoritative servers questions with a fixed timeout and retry budget.
+#[derive(Debug, Clone)]
+pub struct DnsReader {
+    timeout: Duration,
+    retries: u8,
+}
+
+impl DnsReader {
+    pub fn new(timeout: Duration, retries: u8) -> DnsReader {
+        DnsReader { timeout, retries }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `_vlmcs._tcp.<zone>` SRV and the zone's SOA serial on one server, asked at once.
+    pub async fn zone_view(
+        &self,
+        server: SocketAddr,
+        zone: &DnsName,
+    ) -> (SrvAnswer, Result<u32, ReadError>) {
+        let owner = zone.vlmcs_owner();
+        let (srv, soa) = tokio::join!(
+            self.authoritative(server, &owner, RecordType::SRV),
+            self.authoritative(server, zone, RecordType::SOA)
+        );
+        let srv = match srv {
+            Ok(Answer::Records(rs)) => {
+                let mut records: Vec<SrvRecord> = rs
+                    .iter()
+                    .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&owner))
+                    .filter_map(|r| match &r.data {
+                        RData::SRV(s) => Some(SrvRecord {
+                            target: DnsName::from_hickory(&s.target)?,
+                            port: s.port,
+                            priority: s.priority,
+                            weight: s.weight,
+                            ttl: r.ttl,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                records.sort();
+                records.dedup();
+                if records.is_empty() {
+                    SrvAnswer::NoData
+                } else {
+                    SrvAnswer::Records { records }
+                }
+            }
+            Ok(Answer::NoData) => SrvAnswer::NoData,
+            Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
+            Err(error) => SrvAnswer::Failed { error },
+        };
+        let serial = match soa {
+            Ok(Answer::Records(rs)) => rs
+                .iter()
+                .find_map(|r| match &r.data {
+                    RData::SOA(s) if DnsName::from_hickory(&r.name).as_ref() == Some(zone) => {
+                        Some(s.serial)
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    ReadError::Malformed("the SOA answer holds no SOA for the zone".into())
+                }),
+            Ok(Answer::NoData | Answer::NxDomain) => Err(ReadError::NotAuthoritative),
+            Err(e) => Err(e),
+        };
+        (srv, serial)
+    }
+
+    /// A and AAAA of `name` from the first of `servers` that gives a usable answer.
+    pub async fn addresses_from(&self, servers: &[SocketAddr], name: &DnsName) -> Resolution {
+        let mut last = ReadError::Network("the zone has no usable server".into());
+        for server in servers {
+            let (a, aaaa) = tokio::join!(
+                self.authoritative(*server, name, RecordType::A),
+                self.authoritative(*server, name, RecordType::AAAA)
+            );
+            match (a, aaaa) {
+                (Ok(a), Ok(aaaa)) => {
+                    let addresses: Vec<IpAddr> = [a, aaaa]
+                        .iter()
+                        .flat_map(Answer::records)
+                        .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(name))
+                        .filter_map(|r| match &r.data {
+                            RData::A(a) => Some(IpAddr::V4(a.0)),
+                            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                            _ => None,
+                        })
+                        .collect();
+                    return sorted_addresses(addresses);
+                }
+                (Err(e), _) | (_, Err(e)) => last = e,
+            }
+        }
+        Resolution::Failed { error: last }
+    }
+
+    /// One authoritative question: UDP, TCP when truncated, retried after a timeout.
+    async fn authoritative(
+        &self,
+        server: SocketAddr,
+        name: &DnsName,
+        rtype: RecordType,
+    ) -> Result<Answer, ReadError> {
+        let response = self.exchange(server, name, rtype).await?;
+        classify(&response)
+    }
+
+    async fn exchange(
+        &self,
+        server: SocketAddr,
+        name: &DnsName,
+        rtype: RecordType,
+    ) -> Result<DnsResponse, ReadError> {
+        let mut last = ReadError::Timeout;
+        for _ in 0..=self.retries {
+            match self.udp_once(server, name, rtype).await {
+                Ok(r) if r.metadata.truncation => {
+                    return self.tcp_once(server, name, rtype).await.map_err(net_error);
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    last = net_error(e);
+                    // A refusal by the kernel (ICMP port unreachable) will not change on a resend soon.
+                    if !matches!(last, ReadError::Timeout) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn udp_once(
+        &self,
+        server: SocketAddr,
+        name: &DnsName,
+        rtype: RecordType,
+    ) -> Result<DnsResponse, NetError> {
+        let stream = UdpClientStream::builder(server, TokioRuntimeProvider::new())
+            .with_timeout(Some(self.timeout))
+            .with_max_retries(1)
+            .build();
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        let task = tokio::spawn(background);
+        let result = ask(&client, name, rtype).await;
+        task.abort();
+        result
+    }
+
+    async fn tcp_once(
+        &self,
+        server: SocketAddr,
+        name: &DnsName,
+        rtype: RecordType,
+    ) -> Result<DnsResponse, NetError> {
+        let (connect, handle) = TcpClientStream::new(
+            server,
+            None,
+            Some(self.timeout),
+            TokioRuntimeProvider::new(),
+        );
+        let stream = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| NetError::Timeout)??;
+        let mux = DnsMultiplexer::new(stream, handle).with_timeout(self.timeout);
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
+        let task = tokio::spawn(background);
+        let result = ask(&client, name, rtype).await;
+        task.abort();
+        result
+    }
+}
+
+async fn ask(
+    client: &Client<TokioRuntimeProvider>,
+    name: &DnsName,
+    rtype: RecordType,
+) -> Result<DnsResponse, NetError> {
+    let mut query = Query::query(name.to_hickory(), rtype);
+    query.set_query_class(DNSClass::IN);
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = false;
+    client.lookup(query, options).first_answer().await
+}
+
+/// What an authoritative answer says, once errors are set apart.
+enum Answer {
+    Records(Vec<hickory_proto::rr::Record>),
+    NoData,
+    NxDomain,
+}
+
+impl Answer {
+    fn records(&self) -> &[hickory_proto::rr::Record] {
+        match self {
+            Answer::Records(r) => r,
+            _ => &[],
+        }
+    }
+}
+
+/// Sorts a response into an answer or an error. A non-authoritative answer (AA=0) is an
+/// error: a referral or a cached copy is not what the zone's server holds.
+fn classify(r: &DnsResponse) -> Result<Answer, ReadError> {
+    match r.metadata.response_code {
+        ResponseCode::NoError if !r.metadata.authoritative => Err(ReadError::NotAuthoritative),
+        ResponseCode::NoError if r.answers.is_empty() => Ok(Answer::NoData),
+        ResponseCode::NoError => Ok(Answer::Records(r.answers.clone())),
+        ResponseCode::NXDomain if r.metadata.authoritative => Ok(Answer::NxDomain),
+        ResponseCode::NXDomain => Err(ReadError::NotAuthoritative),
+        ResponseCode::Refused => Err(ReadError::Refused),
+        ResponseCode::ServFail => Err(ReadError::ServFail),
+        ResponseCode::NotAuth => Err(ReadError::NotAuthoritative),
+        other => Err(ReadError::Rcode(other.to_string())),
+    }
+}
+
+fn net_error(e: NetError) -> ReadError {
+    match e {
+        NetError::Timeout => ReadError::Timeout,
+        NetError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ReadError::Timeout,
+        NetError::Io(io) => ReadError::Network(io.to_string()),
+        NetError::Proto(p) => ReadError::Malformed(p.to_string()),
+        other => ReadError::Network(other.to_string()),
+    }
+}
+
+fn sorted_addresses(mut addresses: Vec<IpAddr>) -> Resolution {
+    addresses.sort();
+    addresses.dedup();
+    if addresses.is_empty() {
+        Resolution::NoAddress
+    } else {
+        Resolution::Addresses { addresses }
+    }
+}
+
+/// A and AAAA of a name outside every declared zone, through the system resolver
+/// (getaddrinfo: /etc/hosts, then DNS as nsswitch.conf says).
+pub async fn system_addresses(name: &DnsName, timeout: Duration) -> Resolution {
+    let lookup = tokio::net::lookup_host((name.as_str(), 0));
+    match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Resolution::Failed {
+            error: ReadError::Timeout,
+        },
+        Ok(Ok(addrs)) => sorted_addresses(addrs.map(|a| a.ip()).collect()),
+        // getaddrinfo's EAI_NONAME and EAI_NODATA reach us only as text (std maps every
+        // EAI_* code to one io::Error kind); those two mean "no such address", all others
+        // (EAI_AGAIN, EAI_FAIL, ...) mean the lookup itself failed.
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("not known") || text.contains("No address associated") {
+                Resolution::NoAddress
+            } else {
+                Resolution::Failed {
+                    error: ReadError::Network(text),
+                }
+            }
+        }
+    }
+}

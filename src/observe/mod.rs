@@ -1,0 +1,294 @@
+//! Observation: what the world says now. The only part of the audit that does I/O.
+//!
+//! One run asks every authoritative server of every zone for `_vlmcs._tcp` SRV and the SOA
+//! serial, resolves each distinct SRV target and inventory host once, and probes each
+//! distinct (address, port) once, all concurrently under one bound. The result is plain data
+//! ([`Observation`]) that the pure audit judges.
+//!
+//! A read that failed is recorded as failed, never as empty: a timeout is not "no records".
+
+pub mod dns;
+pub mod probe;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::inventory::{HostState, Inventory, ServerAddr};
+use crate::name::DnsName;
+pub use dns::{DnsReader, ReadError};
+pub use probe::ProbeState;
+
+/// Everything one audit run saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Observation {
+    /// One entry per inventory zone, in inventory order.
+    pub zones: Vec<ZoneView>,
+    /// Addresses of every SRV target and inventory host, each looked up once.
+    pub names: BTreeMap<DnsName, Resolution>,
+    /// One probe per distinct (address, port).
+    pub probes: BTreeMap<SocketAddr, ProbeState>,
+}
+
+/// A zone as each of its servers answers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneView {
+    pub zone: DnsName,
+    pub servers: Vec<ServerView>,
+}
+
+/// One authoritative server's answers for a zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerView {
+    pub server: ServerAddr,
+    pub srv: SrvAnswer,
+    /// The zone's SOA serial there, or why it could not be read.
+    pub serial: Result<u32, ReadError>,
+}
+
+/// The outcome of asking one server for `_vlmcs._tcp.<zone>` SRV.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum SrvAnswer {
+    /// The RRset, sorted.
+    Records { records: Vec<SrvRecord> },
+    /// The name exists but holds no SRV (NOERROR, empty answer).
+    NoData,
+    /// The name does not exist.
+    NxDomain,
+    /// Unknown: the server could not be read. Never treated as empty.
+    Failed { error: ReadError },
+}
+
+impl SrvAnswer {
+    /// The records the server vouches for; `None` when the read failed and nothing is known.
+    pub fn known_records(&self) -> Option<&[SrvRecord]> {
+        match self {
+            SrvAnswer::Records { records } => Some(records),
+            SrvAnswer::NoData | SrvAnswer::NxDomain => Some(&[]),
+            SrvAnswer::Failed { .. } => None,
+        }
+    }
+}
+
+/// One SRV record of `_vlmcs._tcp` (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SrvRecord {
+    pub target: DnsName,
+    pub port: u16,
+    pub priority: u16,
+    pub weight: u16,
+    pub ttl: u32,
+}
+
+impl SrvRecord {
+    /// Equal as clients use it: the TTL does not count.
+    pub fn same_rdata(&self, other: &SrvRecord) -> bool {
+        (self.target.as_str(), self.port, self.priority, self.weight)
+            == (
+                other.target.as_str(),
+                other.port,
+                other.priority,
+                other.weight,
+            )
+    }
+}
+
+impl std::fmt::Display for SrvRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SRV {} {} {} {}",
+            self.priority,
+            self.weight,
+            self.port,
+            self.target.fqdn()
+        )
+    }
+}
+
+/// A name's addresses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Resolution {
+    Addresses {
+        addresses: Vec<IpAddr>,
+    },
+    /// The name has no A or AAAA (NXDOMAIN or no data).
+    NoAddress,
+    /// The lookup failed: unknown.
+    Failed {
+        error: ReadError,
+    },
+}
+
+/// Reads the world for every zone and host of the inventory.
+pub async fn observe(inv: &Inventory) -> Observation {
+    let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
+    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+
+    // 1. Every server of every zone, at once. Server host names are resolved once each.
+    let server_addrs = resolve_servers(inv, &reader, &limit).await;
+    let mut jobs = JoinSet::new();
+    for (zi, zone) in inv.zones.iter().enumerate() {
+        for (si, server) in zone.servers.iter().enumerate() {
+            let (reader, limit, zone) = (reader.clone(), limit.clone(), zone.name.clone());
+            let addr = server_addrs.get(server).cloned();
+            jobs.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let (srv, serial) = match addr {
+                    Some(Ok(addr)) => reader.zone_view(addr, &zone).await,
+                    Some(Err(e)) => (SrvAnswer::Failed { error: e.clone() }, Err(e)),
+                    None => {
+                        let e = ReadError::Network("the server name was not resolved".into());
+                        (SrvAnswer::Failed { error: e.clone() }, Err(e))
+                    }
+                };
+                (zi, si, srv, serial)
+            });
+        }
+    }
+    let mut zones: Vec<ZoneView> = inv
+        .zones
+        .iter()
+        .map(|z| ZoneView {
+            zone: z.name.clone(),
+            servers: z
+                .servers
+                .iter()
+                .map(|s| ServerView {
+                    server: s.clone(),
+                    srv: SrvAnswer::Failed {
+                        error: ReadError::Network("the read did not complete".into()),
+                    },
+                    serial: Err(ReadError::Network("the read did not complete".into())),
+                })
+                .collect(),
+        })
+        .collect();
+    while let Some(done) = jobs.join_next().await {
+        if let Ok((zi, si, srv, serial)) = done {
+            zones[zi].servers[si].srv = srv;
+            zones[zi].servers[si].serial = serial;
+        }
+    }
+
+    // 2. Each distinct name once: SRV targets seen anywhere, and inventory hosts that may be published.
+    let mut names: BTreeSet<DnsName> = zones
+        .iter()
+        .flat_map(|z| &z.servers)
+        .filter_map(|s| s.srv.known_records())
+        .flatten()
+        .map(|r| r.target.clone())
+        .collect();
+    names.extend(
+        inv.hosts
+            .iter()
+            .filter(|h| h.state != HostState::Decommissioned)
+            .map(|h| h.name.clone()),
+    );
+    let mut jobs = JoinSet::new();
+    for name in names {
+        let servers: Vec<SocketAddr> = inv
+            .zone_containing(&name)
+            .map(|z| {
+                z.servers
+                    .iter()
+                    .filter_map(|s| server_addrs.get(s)?.as_ref().ok().copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (reader, limit) = (reader.clone(), limit.clone());
+        let in_zone = inv.zone_containing(&name).is_some();
+        jobs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let res = if in_zone {
+                reader.addresses_from(&servers, &name).await
+            } else {
+                dns::system_addresses(&name, reader.timeout()).await
+            };
+            (name, res)
+        });
+    }
+    let mut resolved = BTreeMap::new();
+    while let Some(done) = jobs.join_next().await {
+        if let Ok((name, res)) = done {
+            resolved.insert(name, res);
+        }
+    }
+
+    // 3. Each distinct (address, port) once: ports from the SRV records and from the inventory.
+    let mut endpoints: BTreeSet<SocketAddr> = BTreeSet::new();
+    let mut add = |name: &DnsName, port: u16| {
+        if let Some(Resolution::Addresses { addresses }) = resolved.get(name) {
+            endpoints.extend(addresses.iter().map(|a| SocketAddr::new(*a, port)));
+        }
+    };
+    for r in zones
+        .iter()
+        .flat_map(|z| &z.servers)
+        .filter_map(|s| s.srv.known_records())
+        .flatten()
+    {
+        add(&r.target, r.port);
+    }
+    for h in inv
+        .hosts
+        .iter()
+        .filter(|h| h.state != HostState::Decommissioned)
+    {
+        add(&h.name, h.port);
+    }
+    let probes =
+        probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
+
+    Observation {
+        zones,
+        names: resolved,
+        probes,
+    }
+}
+
+/// Server names in the inventory resolved once each (through the system resolver).
+async fn resolve_servers(
+    inv: &Inventory,
+    reader: &DnsReader,
+    limit: &Arc<Semaphore>,
+) -> BTreeMap<ServerAddr, Result<SocketAddr, ReadError>> {
+    let all: BTreeSet<&ServerAddr> = inv.zones.iter().flat_map(|z| &z.servers).collect();
+    let mut out = BTreeMap::new();
+    let mut jobs = JoinSet::new();
+    for s in all {
+        match &s.host {
+            crate::inventory::ServerHost::Ip(ip) => {
+                out.insert(s.clone(), Ok(SocketAddr::new(*ip, s.port)));
+            }
+            crate::inventory::ServerHost::Name(n) => {
+                let (s, n, t, limit) = (s.clone(), n.clone(), reader.timeout(), limit.clone());
+                jobs.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let r = match dns::system_addresses(&n, t).await {
+                        Resolution::Addresses { addresses } => {
+                            Ok(SocketAddr::new(addresses[0], s.port))
+                        }
+                        Resolution::NoAddress => Err(ReadError::Network(format!(
+                            "the server name {n} has no address"
+                        ))),
+                        Resolution::Failed { error } => Err(error),
+                    };
+                    (s, r)
+                });
+            }
+        }
+    }
+    while let Some(done) = jobs.join_next().await {
+        if let Ok((s, r)) = done {
+            out.insert(s, r);
+        }
+    }
+    out
+}

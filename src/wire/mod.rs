@@ -1,0 +1,3 @@
+//! Pure codecs for the binary formats kmsdns reads and writes: no I/O, no panics on any input.
+
+pub mod rpc;
