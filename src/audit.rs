@@ -299,7 +299,16 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
         .iter()
         .map(|r| health(obs, &r.target, r.port))
         .collect();
-    if !healths.contains(&Health::Up) && !healths.iter().any(|h| matches!(h, Health::Unknown(_))) {
+    // A zone with no record that no active host should publish in holds no KMS service to miss.
+    let expects_kms = !targets.is_empty()
+        || inv
+            .hosts
+            .iter()
+            .any(|h| h.state == HostState::Active && h.zones.contains(zone));
+    if expects_kms
+        && !healths.contains(&Health::Up)
+        && !healths.iter().any(|h| matches!(h, Health::Unknown(_)))
+    {
         let message = if targets.is_empty() {
             format!("_vlmcs._tcp.{zone} has no SRV record; clients there cannot find a KMS host")
         } else {

@@ -10,12 +10,15 @@ use kmsdns::report::{AuditReport, EXIT_UNKNOWN};
 
 const DEFAULT_CONFIG: &str = "/etc/kmsdns/kmsdns.toml";
 
+const AFTER_HELP: &str = "\
+Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
+2 critical findings, 3 the audit could not run (bad configuration or arguments).
+
+Run `kmsdns demo` to see an audit of a small built-in world.";
+
 /// Keeps the _vlmcs._tcp SRV records of Windows KMS hosts true.
-///
-/// Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
-/// 2 critical findings, 3 the audit could not run (bad config, bad arguments).
 #[derive(Debug, Parser)]
-#[command(name = "kmsdns", version, about, long_about = None, after_help = "Run `kmsdns demo` to see an audit of a small built-in world.")]
+#[command(name = "kmsdns", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Audit every zone of the inventory and report (same as `kmsdns audit`).
     #[arg(long)]

@@ -402,3 +402,10 @@ fn findings_carry_a_message_and_a_fix() {
     );
     let _ = ServerAddr::parse("127.0.0.1").unwrap();
 }
+
+#[test]
+fn a_zone_nobody_publishes_in_and_without_records_is_quiet() {
+    let mut w = World::new(&[]);
+    w.inv.hosts.retain(|h| h.state != HostState::Active);
+    assert_eq!(w.summary(), vec![]);
+}

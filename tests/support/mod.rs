@@ -6,8 +6,10 @@
 #![allow(dead_code, unused_imports)]
 
 mod bind;
+mod estate;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
+pub use estate::Estate;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
