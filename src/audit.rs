@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::inventory::{HostState, Inventory, KmsHost};
 use crate::name::DnsName;
 use crate::observe::{Observation, ProbeState, Resolution, ServerView, SrvRecord, ZoneView};
 
 /// How urgent a finding is; the order is that of the exit codes (info < warning < critical).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -26,7 +26,7 @@ pub enum Severity {
 }
 
 /// The finding codes. They are a contract: monitoring and scripts match on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Code {
     ServerUnreachable,
@@ -44,9 +44,7 @@ pub enum Code {
 impl Code {
     pub fn severity(self) -> Severity {
         match self {
-            Code::StaleUnknownHost | Code::RecordDrift | Code::ServerDivergence => {
-                Severity::Warning
-            }
+            Code::StaleUnknownHost | Code::RecordDrift | Code::ServerDivergence => Severity::Warning,
             _ => Severity::Critical,
         }
     }
@@ -124,9 +122,8 @@ pub fn health(obs: &Observation, name: &DnsName, port: u16) -> Health {
     if states.iter().any(|(_, s)| s == &Some(&ProbeState::KmsUp)) {
         return Health::Up;
     }
-    if let Some((ep, Some(ProbeState::NotKms(why)))) = states
-        .iter()
-        .find(|(_, s)| matches!(s, Some(ProbeState::NotKms(_))))
+    if let Some((ep, Some(ProbeState::NotKms(why)))) =
+        states.iter().find(|(_, s)| matches!(s, Some(ProbeState::NotKms(_))))
     {
         return Health::NotKms(format!("{ep}: {why}"));
     }
@@ -149,47 +146,32 @@ pub fn audit(inv: &Inventory, obs: &Observation) -> Vec<Finding> {
     for view in &obs.zones {
         audit_zone(inv, obs, view, &mut findings);
     }
-    let zone_order = |z: &DnsName| {
-        inv.zones
-            .iter()
-            .position(|iz| &iz.name == z)
-            .unwrap_or(usize::MAX)
-    };
+    let zone_order = |z: &DnsName| inv.zones.iter().position(|iz| &iz.name == z).unwrap_or(usize::MAX);
     findings.sort_by(|a, b| {
-        (
-            zone_order(&a.zone),
-            std::cmp::Reverse(a.severity),
-            a.code,
-            &a.target,
-            &a.server,
-        )
-            .cmp(&(
-                zone_order(&b.zone),
-                std::cmp::Reverse(b.severity),
-                b.code,
-                &b.target,
-                &b.server,
-            ))
+        (zone_order(&a.zone), std::cmp::Reverse(a.severity), a.code, &a.target, &a.server).cmp(&(
+            zone_order(&b.zone),
+            std::cmp::Reverse(b.severity),
+            b.code,
+            &b.target,
+            &b.server,
+        ))
     });
     findings
 }
 
 fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec<Finding>) {
     let zone = &view.zone;
-    let finding = |code: Code,
-                   server: Option<String>,
-                   record: Option<SrvRecord>,
-                   message: String,
-                   fix: String| Finding {
-        code,
-        severity: code.severity(),
-        zone: zone.clone(),
-        server,
-        target: record.as_ref().map(|r| r.target.clone()),
-        record,
-        message,
-        fix,
-    };
+    let finding =
+        |code: Code, server: Option<String>, record: Option<SrvRecord>, message: String, fix: String| Finding {
+            code,
+            severity: code.severity(),
+            zone: zone.clone(),
+            server,
+            target: record.as_ref().map(|r| r.target.clone()),
+            record,
+            message,
+            fix,
+        };
 
     let mut readable: Vec<(&ServerView, &[SrvRecord])> = Vec::new();
     for s in &view.servers {
@@ -204,7 +186,10 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
                     Code::ServerUnreachable,
                     Some(s.server.to_string()),
                     None,
-                    format!("{} could not be read: {why}; its records are unknown, so no verdict is given for them", s.server),
+                    format!(
+                        "{} could not be read: {why}; its records are unknown, so no verdict is given for them",
+                        s.server
+                    ),
                     format!("check that {} is up, reachable from this host, and authoritative for {zone}", s.server),
                 ));
             }
@@ -230,32 +215,18 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
         }
     }
     let per_server = |on: &[String]| -> Vec<Option<String>> {
-        if on.len() == readable.len() {
-            vec![None]
-        } else {
-            on.iter().cloned().map(Some).collect()
-        }
+        if on.len() == readable.len() { vec![None] } else { on.iter().cloned().map(Some).collect() }
     };
 
     for (record, on) in records.values() {
         if let Some((code, message, fix)) = record_verdict(inv, obs, zone, record) {
             for server in per_server(on) {
-                out.push(finding(
-                    code,
-                    server,
-                    Some((*record).clone()),
-                    message.clone(),
-                    fix.clone(),
-                ));
+                out.push(finding(code, server, Some((*record).clone()), message.clone(), fix.clone()));
             }
         }
     }
 
-    for host in inv
-        .hosts
-        .iter()
-        .filter(|h| h.state == HostState::Active && h.zones.contains(zone))
-    {
+    for host in inv.hosts.iter().filter(|h| h.state == HostState::Active && h.zones.contains(zone)) {
         if health(obs, &host.name, host.port) != Health::Up {
             continue;
         }
@@ -268,16 +239,10 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
             continue;
         }
         let wanted = wanted_record(inv, host);
-        let servers = if lacking.len() == readable.len() {
-            vec![None]
-        } else {
-            lacking.into_iter().map(Some).collect()
-        };
+        let servers =
+            if lacking.len() == readable.len() { vec![None] } else { lacking.into_iter().map(Some).collect() };
         for server in servers {
-            let whereabouts = server
-                .as_ref()
-                .map(|s| format!(" on {s}"))
-                .unwrap_or_default();
+            let whereabouts = server.as_ref().map(|s| format!(" on {s}")).unwrap_or_default();
             out.push(finding(
                 Code::MissingRecord,
                 server,
@@ -295,20 +260,11 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
     }
 
     let targets: Vec<&SrvRecord> = records.values().map(|(r, _)| *r).collect();
-    let healths: Vec<Health> = targets
-        .iter()
-        .map(|r| health(obs, &r.target, r.port))
-        .collect();
+    let healths: Vec<Health> = targets.iter().map(|r| health(obs, &r.target, r.port)).collect();
     // A zone with no record that no active host should publish in holds no KMS service to miss.
-    let expects_kms = !targets.is_empty()
-        || inv
-            .hosts
-            .iter()
-            .any(|h| h.state == HostState::Active && h.zones.contains(zone));
-    if expects_kms
-        && !healths.contains(&Health::Up)
-        && !healths.iter().any(|h| matches!(h, Health::Unknown(_)))
-    {
+    let expects_kms =
+        !targets.is_empty() || inv.hosts.iter().any(|h| h.state == HostState::Active && h.zones.contains(zone));
+    if expects_kms && !healths.contains(&Health::Up) && !healths.iter().any(|h| matches!(h, Health::Unknown(_))) {
         let message = if targets.is_empty() {
             format!("_vlmcs._tcp.{zone} has no SRV record; clients there cannot find a KMS host")
         } else {
@@ -338,24 +294,14 @@ pub fn wanted_record(inv: &Inventory, host: &KmsHost) -> SrvRecord {
     }
 }
 
-fn record_verdict(
-    inv: &Inventory,
-    obs: &Observation,
-    zone: &DnsName,
-    r: &SrvRecord,
-) -> Option<(Code, String, String)> {
+fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRecord) -> Option<(Code, String, String)> {
     let host = inv.host(&r.target);
     let remove = format!("delete `_vlmcs._tcp.{zone}. IN {r}` (kmsdns repair)");
     if let Some(h) = host.filter(|h| h.state == HostState::Decommissioned) {
         return Some((
             Code::StaleDecommissioned,
-            format!(
-                "{r} points at {}, which the inventory says is decommissioned",
-                h.name
-            ),
-            format!(
-                "{remove}; if the host still runs the KMS service, stop it publishing (`slmgr /cdns`) first"
-            ),
+            format!("{r} points at {}, which the inventory says is decommissioned", h.name),
+            format!("{remove}; if the host still runs the KMS service, stop it publishing (`slmgr /cdns`) first"),
         ));
     }
     // A known host that answers on its inventory port but is published with other values:
@@ -395,10 +341,7 @@ fn record_verdict(
             return Some((
                 Code::NotKms,
                 format!("{r} points at a port that answers, but not as a KMS host ({why})"),
-                format!(
-                    "{remove}, or check which service listens on {}:{}",
-                    r.target, r.port
-                ),
+                format!("{remove}, or check which service listens on {}:{}", r.target, r.port),
             ));
         }
         Health::Up | Health::Unknown(_) => {}
@@ -419,25 +362,17 @@ fn record_verdict(
 }
 
 /// The zone's servers disagree about the RRset or the SOA serial: a message and a fix.
-fn divergence(
-    zone: &DnsName,
-    readable: &[(&ServerView, &[SrvRecord])],
-) -> Option<(String, String)> {
+fn divergence(zone: &DnsName, readable: &[(&ServerView, &[SrvRecord])]) -> Option<(String, String)> {
     let rdata = |rs: &[SrvRecord]| -> Vec<RdataKey> {
-        let mut v: Vec<_> = rs
-            .iter()
-            .map(|r| (r.target.clone(), r.port, r.priority, r.weight))
-            .collect();
+        let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
         v.sort();
         v.dedup();
         v
     };
     let first = rdata(readable[0].1);
     let records_differ = readable.iter().any(|(_, rs)| rdata(rs) != first);
-    let serials: Vec<(String, u32)> = readable
-        .iter()
-        .filter_map(|(s, _)| s.serial.as_ref().ok().map(|n| (s.server.to_string(), *n)))
-        .collect();
+    let serials: Vec<(String, u32)> =
+        readable.iter().filter_map(|(s, _)| s.serial.as_ref().ok().map(|n| (s.server.to_string(), *n))).collect();
     let serials_differ = serials.windows(2).any(|w| w[0].1 != w[1].1);
     if !records_differ && !serials_differ {
         return None;
@@ -451,16 +386,10 @@ fn divergence(
                 format!("{} has [{}]", s.server, targets.join(", "))
             })
             .collect();
-        parts.push(format!(
-            "the servers answer _vlmcs._tcp.{zone} differently: {}",
-            views.join("; ")
-        ));
+        parts.push(format!("the servers answer _vlmcs._tcp.{zone} differently: {}", views.join("; ")));
     }
     if serials_differ {
-        let views: Vec<String> = serials
-            .iter()
-            .map(|(s, n)| format!("{s} serial {n}"))
-            .collect();
+        let views: Vec<String> = serials.iter().map(|(s, n)| format!("{s} serial {n}")).collect();
         parts.push(format!("SOA serials differ: {}", views.join(", ")));
     }
     Some((

@@ -35,10 +35,7 @@ pub struct DemoWorld {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("demo: cannot set up {what}: {source}")]
-    Io {
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, source: std::io::Error },
     #[error("demo: cannot build the demo zone: {0}")]
     Zone(String),
 }
@@ -59,33 +56,24 @@ const HOSTS: [(&str, u8, Option<Behaviour>, Option<&str>); 4] = [
 impl DemoWorld {
     /// Starts the demo world. Must be called inside a tokio runtime.
     pub async fn start() -> Result<DemoWorld, DemoError> {
-        let dir = tempfile::Builder::new()
-            .prefix("kmsdns-demo-")
-            .tempdir()
-            .map_err(io("a temporary directory"))?;
+        let dir = tempfile::Builder::new().prefix("kmsdns-demo-").tempdir().map_err(io("a temporary directory"))?;
         let base = free_block()?;
         let ip = |last: u8| Ipv4Addr::new(127, 77, base, last);
 
         let mut responders = Vec::new();
         for (_, last, behaviour, _) in HOSTS {
             if let Some(b) = behaviour {
-                responders.push(
-                    KmsResponder::start(SocketAddr::from((ip(last), 1688)), b)
-                        .map_err(io("a KMS responder"))?,
-                );
+                responders
+                    .push(KmsResponder::start(SocketAddr::from((ip(last), 1688)), b).map_err(io("a KMS responder"))?);
             }
         }
 
         let mut dns = Vec::new();
         let mut servers = Vec::new();
         for _ in 0..2 {
-            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .map_err(io("a DNS server socket"))?;
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(io("a DNS server socket"))?;
             let addr = udp.local_addr().map_err(io("a DNS server socket"))?;
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(io("a DNS server socket"))?;
+            let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io("a DNS server socket"))?;
             let mut server = Server::new(catalog(&ip)?);
             server.register_socket(udp);
             server.register_listener(tcp, Duration::from_secs(5), 4096);
@@ -95,13 +83,7 @@ impl DemoWorld {
 
         let inventory = dir.path().join("kmsdns.toml");
         std::fs::write(&inventory, inventory_text(&servers)).map_err(io("the demo inventory"))?;
-        Ok(DemoWorld {
-            dir,
-            inventory,
-            servers,
-            _dns: dns,
-            _responders: responders,
-        })
+        Ok(DemoWorld { dir, inventory, servers, _dns: dns, _responders: responders })
     }
 }
 
@@ -109,9 +91,7 @@ impl DemoWorld {
 /// listen on the real KMS port without colliding with anything already running.
 fn free_block() -> Result<u8, DemoError> {
     (0..=255u8)
-        .find(|b| {
-            (1..=4).all(|last| TcpListener::bind((Ipv4Addr::new(127, 77, *b, last), 1688)).is_ok())
-        })
+        .find(|b| (1..=4).all(|last| TcpListener::bind((Ipv4Addr::new(127, 77, *b, last), 1688)).is_ok()))
         .ok_or_else(|| DemoError::Io {
             what: "KMS responders",
             source: std::io::Error::other("no 127.77.x.0/24 block has port 1688 free"),
@@ -119,8 +99,7 @@ fn free_block() -> Result<u8, DemoError> {
 }
 
 fn catalog(ip: &dyn Fn(u8) -> Ipv4Addr) -> Result<Catalog, DemoError> {
-    let origin =
-        Name::from_ascii(format!("{ZONE}.")).map_err(|e| DemoError::Zone(e.to_string()))?;
+    let origin = Name::from_ascii(format!("{ZONE}.")).map_err(|e| DemoError::Zone(e.to_string()))?;
     let name = |label: &str| -> Result<Name, DemoError> {
         Name::from_ascii(format!("{label}.{ZONE}.")).map_err(|e| DemoError::Zone(e.to_string()))
     };
@@ -128,37 +107,19 @@ fn catalog(ip: &dyn Fn(u8) -> Ipv4Addr) -> Result<Catalog, DemoError> {
         Record::from_rdata(
             origin.clone(),
             3600,
-            RData::SOA(SOA::new(
-                name("ns1")?,
-                name("hostmaster")?,
-                1,
-                3600,
-                600,
-                86400,
-                300,
-            )),
+            RData::SOA(SOA::new(name("ns1")?, name("hostmaster")?, 1, 3600, 600, 86400, 300)),
         ),
         Record::from_rdata(origin.clone(), 3600, RData::NS(NS(name("ns1")?))),
         Record::from_rdata(name("ns1")?, 3600, RData::A(A(Ipv4Addr::LOCALHOST))),
     ];
     for (label, last, _, _) in HOSTS {
-        records.push(Record::from_rdata(
-            name(label)?,
-            3600,
-            RData::A(A(ip(last))),
-        ));
-        records.push(Record::from_rdata(
-            name("_vlmcs._tcp")?,
-            3600,
-            RData::SRV(SRV::new(0, 0, 1688, name(label)?)),
-        ));
+        records.push(Record::from_rdata(name(label)?, 3600, RData::A(A(ip(last)))));
+        records.push(Record::from_rdata(name("_vlmcs._tcp")?, 3600, RData::SRV(SRV::new(0, 0, 1688, name(label)?))));
     }
     let mut sets: BTreeMap<RrKey, RecordSet> = BTreeMap::new();
     for r in records {
         let key = RrKey::new(LowerName::from(&r.name), r.record_type());
-        sets.entry(key)
-            .or_insert_with(|| RecordSet::new(r.name.clone(), r.record_type(), 1))
-            .insert(r, 1);
+        sets.entry(key).or_insert_with(|| RecordSet::new(r.name.clone(), r.record_type(), 1)).insert(r, 1);
     }
     let zone = InMemoryZoneHandler::<hickory_net::runtime::TokioRuntimeProvider>::new(
         origin.clone(),
@@ -181,14 +142,8 @@ fn inventory_text(servers: &[SocketAddr]) -> String {
     );
     for (label, _, _, state) in HOSTS {
         if let Some(state) = state {
-            let zones = if state == "decommissioned" {
-                String::new()
-            } else {
-                format!("\"{ZONE}\"")
-            };
-            t.push_str(&format!(
-                "\n[[host]]\nname = \"{label}.{ZONE}\"\nzones = [{zones}]\nstate = \"{state}\"\n"
-            ));
+            let zones = if state == "decommissioned" { String::new() } else { format!("\"{ZONE}\"") };
+            t.push_str(&format!("\n[[host]]\nname = \"{label}.{ZONE}\"\nzones = [{zones}]\nstate = \"{state}\"\n"));
         }
     }
     t

@@ -23,6 +23,44 @@ pub struct Inventory {
     pub defaults: Defaults,
     pub zones: Vec<Zone>,
     pub hosts: Vec<KmsHost>,
+    /// TSIG keys that updates may be signed with.
+    pub keys: Vec<KeySpec>,
+    /// Where the journal of changes lives (`[daemon] state_dir`).
+    pub state_dir: PathBuf,
+}
+
+/// The default `[daemon] state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kmsdns";
+
+/// A TSIG key as the inventory names it; the secret stays in its file until an update needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The key's name as the DNS server knows it.
+    pub name: DnsName,
+    pub algorithm: TsigAlgorithmName,
+    /// A base64 secret, or a BIND key file.
+    pub secret_file: PathBuf,
+}
+
+/// The HMAC algorithms a TSIG key may use (hickory signs only these; MD5 and SHA-1 are gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TsigAlgorithmName {
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+impl TsigAlgorithmName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithmName::HmacSha256 => "hmac-sha256",
+            TsigAlgorithmName::HmacSha384 => "hmac-sha384",
+            TsigAlgorithmName::HmacSha512 => "hmac-sha512",
+        }
+    }
 }
 
 /// Settings shared by every zone and host unless they say otherwise.
@@ -38,6 +76,8 @@ pub struct Defaults {
     pub retries: u8,
     /// Exchanges and probes in flight at once.
     pub concurrency: usize,
+    /// How long a repair waits for every server of a zone to serve the new RRset.
+    pub propagation_timeout: Duration,
 }
 
 impl Default for Defaults {
@@ -48,6 +88,7 @@ impl Default for Defaults {
             timeout: Duration::from_secs(2),
             retries: 2,
             concurrency: 64,
+            propagation_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -59,6 +100,15 @@ pub struct Zone {
     /// Its authoritative servers, each asked directly.
     pub servers: Vec<ServerAddr>,
     pub policy: Policy,
+    /// Where updates go; `None`: the server named by the SOA MNAME, port 53.
+    pub primary: Option<ServerAddr>,
+    /// The TSIG key updates are signed with; `None` only with `allow_unsigned`.
+    pub update_key: Option<DnsName>,
+    pub allow_unsigned: bool,
+    /// Delete SRV records of hosts the inventory does not know (default: report only).
+    pub remove_unknown: bool,
+    /// At most this many records removed per run.
+    pub max_deletes: usize,
 }
 
 /// What kmsdns may do to a zone.
@@ -113,16 +163,10 @@ impl ServerAddr {
     /// `dc2.corp.example.com` or `dc2.corp.example.com:53`.
     pub fn parse(text: &str) -> Result<ServerAddr, String> {
         if let Ok(ip) = text.parse::<IpAddr>() {
-            return Ok(ServerAddr {
-                host: ServerHost::Ip(ip),
-                port: 53,
-            });
+            return Ok(ServerAddr { host: ServerHost::Ip(ip), port: 53 });
         }
         if let Ok(sa) = text.parse::<SocketAddr>() {
-            return Ok(ServerAddr {
-                host: ServerHost::Ip(sa.ip()),
-                port: sa.port(),
-            });
+            return Ok(ServerAddr { host: ServerHost::Ip(sa.ip()), port: sa.port() });
         }
         let (host, port) = match text.rsplit_once(':') {
             Some((h, p)) => {
@@ -135,12 +179,8 @@ impl ServerAddr {
             }
             None => (text, 53),
         };
-        let name = DnsName::parse(host)
-            .map_err(|e| format!("'{host}' is not an address or a host name: {e}"))?;
-        Ok(ServerAddr {
-            host: ServerHost::Name(name),
-            port,
-        })
+        let name = DnsName::parse(host).map_err(|e| format!("'{host}' is not an address or a host name: {e}"))?;
+        Ok(ServerAddr { host: ServerHost::Name(name), port })
     }
 }
 
@@ -169,12 +209,19 @@ impl Inventory {
         self.hosts.iter().find(|h| &h.name == name)
     }
 
+    pub fn key(&self, name: &DnsName) -> Option<&KeySpec> {
+        self.keys.iter().find(|k| &k.name == name)
+    }
+
+    /// The same inventory restricted to one zone (hosts and keys kept), for re-observing a
+    /// zone alone.
+    pub fn only_zone(&self, zone: &DnsName) -> Inventory {
+        Inventory { zones: self.zones.iter().filter(|z| &z.name == zone).cloned().collect(), ..self.clone() }
+    }
+
     /// The declared zone a name lies in, the deepest one when zones nest.
     pub fn zone_containing(&self, name: &DnsName) -> Option<&Zone> {
-        self.zones
-            .iter()
-            .filter(|z| name.is_within(&z.name))
-            .max_by_key(|z| z.name.as_str().len())
+        self.zones.iter().filter(|z| name.is_within(&z.name)).max_by_key(|z| z.name.as_str().len())
     }
 
     /// Reads and validates an inventory file.
@@ -188,22 +235,14 @@ impl Inventory {
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        Self::from_toml(&text).map_err(|problems| ConfigError {
-            path: path.to_path_buf(),
-            problems,
-        })
+        Self::from_toml(&text).map_err(|problems| ConfigError { path: path.to_path_buf(), problems })
     }
 
     /// Parses and validates inventory text; the errors carry positions in `text`.
     pub fn from_toml(text: &str) -> Result<Inventory, Vec<Problem>> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| s.start).unwrap_or(0);
-            vec![Problem::at(
-                text,
-                at,
-                key_path_at(text, at),
-                first_line(e.message()),
-            )]
+            vec![Problem::at(text, at, key_path_at(text, at), first_line(e.message()))]
         })?;
         validate(text, raw)
     }
@@ -247,12 +286,7 @@ pub struct Problem {
 impl Problem {
     fn at(text: &str, offset: usize, key: String, message: String) -> Problem {
         let (line, column) = line_column(text, offset);
-        Problem {
-            line,
-            column,
-            key,
-            message,
-        }
+        Problem { line, column, key, message }
     }
 }
 
@@ -264,12 +298,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
 
@@ -302,9 +331,7 @@ fn key_path_at(text: &str, offset: usize) -> String {
         }
     }
     let key = match line.split_once('=') {
-        Some((k, _)) if !line.trim_start().starts_with('[') => {
-            k.trim().trim_matches('"').to_string()
-        }
+        Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().trim_matches('"').to_string(),
         _ => String::new(),
     };
     match (table.is_empty(), key.is_empty()) {
@@ -320,6 +347,10 @@ struct RawInventory {
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    key: Vec<RawKey>,
+    #[serde(default)]
     zone: Vec<RawZone>,
     #[serde(default)]
     host: Vec<RawHost>,
@@ -333,6 +364,21 @@ struct RawDefaults {
     timeout: Option<Spanned<String>>,
     retries: Option<Spanned<i64>>,
     concurrency: Option<Spanned<i64>>,
+    propagation_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: Spanned<String>,
+    algorithm: TsigAlgorithmName,
+    secret_file: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -340,7 +386,12 @@ struct RawDefaults {
 struct RawZone {
     name: Spanned<String>,
     servers: Spanned<Vec<Spanned<String>>>,
-    policy: Option<Policy>,
+    policy: Option<Spanned<Policy>>,
+    primary: Option<Spanned<String>>,
+    update_key: Option<Spanned<String>>,
+    allow_unsigned: Option<Spanned<bool>>,
+    remove_unknown: Option<bool>,
+    max_deletes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -362,18 +413,36 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn report(&mut self, span: Range<usize>, key: String, message: impl Into<String>) {
-        self.problems
-            .push(Problem::at(self.text, span.start, key, message.into()));
+        self.problems.push(Problem::at(self.text, span.start, key, message.into()));
     }
 
     fn name(&mut self, value: &Spanned<String>, key: String) -> Option<DnsName> {
         match DnsName::parse(value.get_ref()) {
             Ok(n) => Some(n),
             Err(e) => {
+                self.report(value.span(), key, format!("'{}' is not a valid DNS name: {e}", value.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, key: &str, range: Range<Duration>) -> Option<Duration> {
+        let v = value.as_ref()?;
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if range.contains(&d) => Some(d),
+            Ok(_) => {
+                let (lo, hi) = (
+                    humantime::format_duration(range.start),
+                    humantime::format_duration(range.end - Duration::from_millis(1)),
+                );
+                self.report(v.span(), key.into(), format!("must be between {lo} and {hi}"));
+                None
+            }
+            Err(e) => {
                 self.report(
-                    value.span(),
-                    key,
-                    format!("'{}' is not a valid DNS name: {e}", value.get_ref()),
+                    v.span(),
+                    key.into(),
+                    format!("'{}' is not a duration such as \"2s\" or \"500ms\": {e}", v.get_ref()),
                 );
                 None
             }
@@ -395,11 +464,7 @@ impl Checker<'_> {
             self.report(
                 v.span(),
                 key,
-                format!(
-                    "{n} is out of range: {what} must be {} to {}",
-                    range.start,
-                    range.end - 1
-                ),
+                format!("{n} is out of range: {what} must be {} to {}", range.start, range.end - 1),
             );
             None
         }
@@ -407,10 +472,7 @@ impl Checker<'_> {
 }
 
 fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
-    let mut c = Checker {
-        text,
-        problems: Vec::new(),
-    };
+    let mut c = Checker { text, problems: Vec::new() };
     let mut defaults = Defaults::default();
     let d = &raw.defaults;
     if let Some(v) = c.int(&d.ttl, "defaults.ttl".into(), 1..2_147_483_648, "a TTL") {
@@ -422,47 +484,44 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
     if let Some(v) = c.int(&d.retries, "defaults.retries".into(), 0..11, "retries") {
         defaults.retries = v;
     }
-    if let Some(v) = c.int(
-        &d.concurrency,
-        "defaults.concurrency".into(),
-        1..4097,
-        "concurrency",
-    ) {
+    if let Some(v) = c.int(&d.concurrency, "defaults.concurrency".into(), 1..4097, "concurrency") {
         defaults.concurrency = v;
     }
-    if let Some(t) = &d.timeout {
-        match humantime::parse_duration(t.get_ref()) {
-            Ok(v) if v >= Duration::from_millis(10) && v <= Duration::from_secs(300) => {
-                defaults.timeout = v
-            }
-            Ok(_) => c.report(
-                t.span(),
-                "defaults.timeout".into(),
-                "must be between 10ms and 300s",
-            ),
-            Err(e) => c.report(
-                t.span(),
-                "defaults.timeout".into(),
-                format!(
-                    "'{}' is not a duration such as \"2s\" or \"500ms\": {e}",
-                    t.get_ref()
-                ),
-            ),
+    let ms = Duration::from_millis;
+    if let Some(v) = c.duration(&d.timeout, "defaults.timeout", ms(10)..ms(300_001)) {
+        defaults.timeout = v;
+    }
+    if let Some(v) = c.duration(&d.propagation_timeout, "defaults.propagation_timeout", ms(0)..ms(3_600_001)) {
+        defaults.propagation_timeout = v;
+    }
+
+    let state_dir = match &raw.daemon.state_dir {
+        Some(p) if !Path::new(p.get_ref()).is_absolute() => {
+            c.report(p.span(), "daemon.state_dir".into(), format!("'{}' is not an absolute path", p.get_ref()));
+            PathBuf::from(DEFAULT_STATE_DIR)
         }
+        Some(p) => PathBuf::from(p.get_ref()),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    };
+
+    let mut keys: Vec<KeySpec> = Vec::new();
+    for (i, k) in raw.key.iter().enumerate() {
+        let Some(name) = c.name(&k.name, format!("key[{i}].name")) else { continue };
+        if keys.iter().any(|o| o.name == name) {
+            c.report(k.name.span(), format!("key[{i}].name"), format!("the key '{name}' is declared twice"));
+        }
+        if k.secret_file.get_ref().is_empty() {
+            c.report(k.secret_file.span(), format!("key[{i}].secret_file"), "the secret file path is empty");
+        }
+        keys.push(KeySpec { name, algorithm: k.algorithm, secret_file: PathBuf::from(k.secret_file.get_ref()) });
     }
 
     let mut zones = Vec::new();
     let mut seen_zones = HashSet::new();
     for (i, z) in raw.zone.iter().enumerate() {
-        let Some(name) = c.name(&z.name, format!("zone[{i}].name")) else {
-            continue;
-        };
+        let Some(name) = c.name(&z.name, format!("zone[{i}].name")) else { continue };
         if !seen_zones.insert(name.clone()) {
-            c.report(
-                z.name.span(),
-                format!("zone[{i}].name"),
-                format!("the zone '{name}' is declared twice"),
-            );
+            c.report(z.name.span(), format!("zone[{i}].name"), format!("the zone '{name}' is declared twice"));
         }
         if z.servers.get_ref().is_empty() {
             c.report(
@@ -474,40 +533,74 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
         let mut servers = Vec::new();
         for (j, s) in z.servers.get_ref().iter().enumerate() {
             match ServerAddr::parse(s.get_ref()) {
-                Ok(a) if servers.contains(&a) => c.report(
-                    s.span(),
-                    format!("zone[{i}].servers[{j}]"),
-                    format!("the server '{a}' is listed twice"),
-                ),
+                Ok(a) if servers.contains(&a) => {
+                    c.report(s.span(), format!("zone[{i}].servers[{j}]"), format!("the server '{a}' is listed twice"))
+                }
                 Ok(a) => servers.push(a),
                 Err(e) => c.report(s.span(), format!("zone[{i}].servers[{j}]"), e),
             }
         }
+        let primary = z.primary.as_ref().and_then(|p| match ServerAddr::parse(p.get_ref()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                c.report(p.span(), format!("zone[{i}].primary"), e);
+                None
+            }
+        });
+        let update_key = z.update_key.as_ref().and_then(|k| {
+            let key = c.name(k, format!("zone[{i}].update_key"))?;
+            if !keys.iter().any(|d| d.name == key) {
+                c.report(
+                    k.span(),
+                    format!("zone[{i}].update_key"),
+                    format!("the key '{key}' is not declared: add a [[key]] with name = \"{key}\""),
+                );
+            }
+            Some(key)
+        });
+        let allow_unsigned = z.allow_unsigned.as_ref().map(|a| *a.get_ref()).unwrap_or(false);
+        if let (Some(a), true) = (&z.allow_unsigned, update_key.is_some() && allow_unsigned) {
+            c.report(
+                a.span(),
+                format!("zone[{i}].allow_unsigned"),
+                "allow_unsigned has no effect with update_key: remove one",
+            );
+        }
+        let policy = z.policy.as_ref().map(|p| *p.get_ref()).unwrap_or(Policy::Audit);
+        if let (Some(p), Policy::Repair) = (&z.policy, policy)
+            && z.update_key.is_none()
+            && !allow_unsigned
+        {
+            c.report(
+                p.span(),
+                format!("zone[{i}].policy"),
+                "policy = \"repair\" needs update_key (a TSIG key), or allow_unsigned = true for a server that takes unsigned updates",
+            );
+        }
+        let max_deletes =
+            c.int(&z.max_deletes, format!("zone[{i}].max_deletes"), 0..10_001, "max_deletes").unwrap_or(2);
         zones.push(Zone {
             name,
             servers,
-            policy: z.policy.unwrap_or(Policy::Audit),
+            policy,
+            primary,
+            update_key,
+            allow_unsigned,
+            remove_unknown: z.remove_unknown.unwrap_or(false),
+            max_deletes,
         });
     }
 
     let mut hosts: Vec<KmsHost> = Vec::new();
     for (i, h) in raw.host.iter().enumerate() {
-        let Some(name) = c.name(&h.name, format!("host[{i}].name")) else {
-            continue;
-        };
+        let Some(name) = c.name(&h.name, format!("host[{i}].name")) else { continue };
         if hosts.iter().any(|o| o.name == name) {
-            c.report(
-                h.name.span(),
-                format!("host[{i}].name"),
-                format!("the host '{name}' is declared twice"),
-            );
+            c.report(h.name.span(), format!("host[{i}].name"), format!("the host '{name}' is declared twice"));
         }
         let mut host_zones = Vec::new();
         for (j, z) in h.zones.get_ref().iter().enumerate() {
             let key = format!("host[{i}].zones[{j}]");
-            let Some(zn) = c.name(z, key.clone()) else {
-                continue;
-            };
+            let Some(zn) = c.name(z, key.clone()) else { continue };
             if !seen_zones.contains(&zn) {
                 c.report(
                     z.span(),
@@ -527,44 +620,13 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
                 "an active host must be published in at least one zone",
             );
         }
-        let port = c
-            .int(&h.port, format!("host[{i}].port"), 1..65_536, "a port")
-            .unwrap_or(defaults.port);
-        let priority = c
-            .int(
-                &h.priority,
-                format!("host[{i}].priority"),
-                0..65_536,
-                "a priority",
-            )
-            .unwrap_or(0);
-        let weight = c
-            .int(
-                &h.weight,
-                format!("host[{i}].weight"),
-                0..65_536,
-                "a weight",
-            )
-            .unwrap_or(0);
-        hosts.push(KmsHost {
-            name,
-            zones: host_zones,
-            state: h.state,
-            port,
-            priority,
-            weight,
-        });
+        let port = c.int(&h.port, format!("host[{i}].port"), 1..65_536, "a port").unwrap_or(defaults.port);
+        let priority = c.int(&h.priority, format!("host[{i}].priority"), 0..65_536, "a priority").unwrap_or(0);
+        let weight = c.int(&h.weight, format!("host[{i}].weight"), 0..65_536, "a weight").unwrap_or(0);
+        hosts.push(KmsHost { name, zones: host_zones, state: h.state, port, priority, weight });
     }
 
-    if c.problems.is_empty() {
-        Ok(Inventory {
-            defaults,
-            zones,
-            hosts,
-        })
-    } else {
-        Err(c.problems)
-    }
+    if c.problems.is_empty() { Ok(Inventory { defaults, zones, hosts, keys, state_dir }) } else { Err(c.problems) }
 }
 
 #[cfg(test)]
@@ -623,8 +685,7 @@ port = 11688
 
     #[test]
     fn unknown_key_is_named_with_its_position() {
-        let p =
-            one_problem("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\nserver = \"x\"\n");
+        let p = one_problem("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\nserver = \"x\"\n");
         assert_eq!((p.line, p.column), (4, 1));
         assert_eq!(p.key, "zone[0].server");
         assert!(p.message.contains("unknown field"), "{}", p.message);
@@ -640,9 +701,7 @@ port = 11688
 
     #[test]
     fn bad_enum_value_is_refused() {
-        let p = one_problem(
-            "[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\npolicy = \"fix\"\n",
-        );
+        let p = one_problem("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1\"]\npolicy = \"fix\"\n");
         assert_eq!(p.line, 4);
         assert_eq!(p.key, "zone[0].policy");
     }
@@ -672,12 +731,7 @@ state = "standby"
         let keys: Vec<_> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
         assert_eq!(
             keys,
-            vec![
-                (4, "zone[0].servers"),
-                (7, "zone[1].name"),
-                (12, "host[0].zones[0]"),
-                (16, "host[1].name")
-            ],
+            vec![(4, "zone[0].servers"), (7, "zone[1].name"), (12, "host[0].zones[0]"), (16, "host[1].name")],
             "{p:#?}"
         );
         assert!(p[2].message.contains("'b.test' is not declared"));
@@ -742,10 +796,8 @@ priority = -1
 
     #[test]
     fn error_display_names_file_line_column_and_key() {
-        let e = ConfigError {
-            path: "/etc/kmsdns/kmsdns.toml".into(),
-            problems: problems("[defaults]\nretries = 99\n"),
-        };
+        let e =
+            ConfigError { path: "/etc/kmsdns/kmsdns.toml".into(), problems: problems("[defaults]\nretries = 99\n") };
         assert_eq!(
             e.to_string(),
             "/etc/kmsdns/kmsdns.toml:2:11: defaults.retries: 99 is out of range: retries must be 0 to 10"
@@ -760,10 +812,7 @@ priority = -1
         .unwrap();
         let n = DnsName::parse("kms.a.test").unwrap();
         assert_eq!(inv.zone_containing(&n).unwrap().name.as_str(), "a.test");
-        assert!(
-            inv.zone_containing(&DnsName::parse("x.example").unwrap())
-                .is_none()
-        );
+        assert!(inv.zone_containing(&DnsName::parse("x.example").unwrap()).is_none());
     }
 
     proptest::proptest! {

@@ -28,8 +28,13 @@
 pub mod audit;
 pub mod demo;
 pub mod inventory;
+pub mod keys;
 pub mod name;
 pub mod observe;
+pub mod plan;
 pub mod report;
 pub mod responder;
 pub mod wire;
+
+#[cfg(test)]
+mod testkit;

@@ -62,24 +62,16 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // Help and version are not errors; a bad argument means the audit could not run.
-            return ExitCode::from(if e.use_stderr() {
-                EXIT_UNKNOWN as u8
-            } else {
-                0
-            });
+            return ExitCode::from(if e.use_stderr() { EXIT_UNKNOWN as u8 } else { 0 });
         }
     };
     init_logging(cli.verbose);
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
         (Some(Command::Demo), _) => demo(cli.format),
-        (Some(Command::Audit), _) | (None, true) => {
-            with_inventory(&cli.config, |inv| audit(&inv, cli.format))
-        }
+        (Some(Command::Audit), _) | (None, true) => with_inventory(&cli.config, |inv| audit(&inv, cli.format)),
         (None, false) => {
-            eprintln!(
-                "kmsdns: say what to do: `kmsdns --audit`, `kmsdns check-config`, `kmsdns demo` (see --help)"
-            );
+            eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns check-config`, `kmsdns demo` (see --help)");
             EXIT_UNKNOWN
         }
     };
@@ -94,10 +86,7 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kmsdns={level},warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn load(path: &Path) -> Result<Inventory, i32> {
@@ -110,12 +99,7 @@ fn load(path: &Path) -> Result<Inventory, i32> {
 fn check_config(path: &Path) -> i32 {
     match load(path) {
         Ok(inv) => {
-            println!(
-                "{}: valid ({} zone(s), {} host(s))",
-                path.display(),
-                inv.zones.len(),
-                inv.hosts.len()
-            );
+            println!("{}: valid ({} zone(s), {} host(s))", path.display(), inv.zones.len(), inv.hosts.len());
             0
         }
         Err(code) => code,
@@ -130,13 +114,10 @@ fn with_inventory(path: &Path, f: impl FnOnce(Inventory) -> i32) -> i32 {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("kmsdns: cannot start the async runtime: {e}");
-            EXIT_UNKNOWN
-        })
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("kmsdns: cannot start the async runtime: {e}");
+        EXIT_UNKNOWN
+    })
 }
 
 fn audit(inv: &Inventory, format: Format) -> i32 {

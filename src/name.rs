@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A validated, case-folded domain name without the trailing dot.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,10 +48,7 @@ impl DnsName {
             if label.len() > 63 {
                 return Err(NameError::LabelTooLong(label.to_string()));
             }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(NameError::BadCharacter(label.to_string()));
             }
             if label.starts_with('-') || label.ends_with('-') {
@@ -70,8 +67,7 @@ impl DnsName {
     /// The name in hickory's type, fully qualified.
     pub fn to_hickory(&self) -> hickory_proto::rr::Name {
         // A DnsName is valid ASCII with labels of at most 63 octets: hickory accepts every one.
-        hickory_proto::rr::Name::from_ascii(self.fqdn())
-            .unwrap_or_else(|_| hickory_proto::rr::Name::root())
+        hickory_proto::rr::Name::from_ascii(self.fqdn()).unwrap_or_else(|_| hickory_proto::rr::Name::root())
     }
 
     pub fn as_str(&self) -> &str {
@@ -115,6 +111,13 @@ impl Serialize for DnsName {
     }
 }
 
+impl<'de> Deserialize<'de> for DnsName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        DnsName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,15 +135,9 @@ mod tests {
         assert_eq!(DnsName::parse(""), Err(NameError::Empty));
         assert_eq!(DnsName::parse("."), Err(NameError::Empty));
         assert_eq!(DnsName::parse("a..b"), Err(NameError::EmptyLabel));
-        assert!(matches!(
-            DnsName::parse("a b.c"),
-            Err(NameError::BadCharacter(_))
-        ));
+        assert!(matches!(DnsName::parse("a b.c"), Err(NameError::BadCharacter(_))));
         assert!(matches!(DnsName::parse("-a.c"), Err(NameError::Hyphen(_))));
-        assert!(matches!(
-            DnsName::parse(&"a".repeat(64)),
-            Err(NameError::LabelTooLong(_))
-        ));
+        assert!(matches!(DnsName::parse(&"a".repeat(64)), Err(NameError::LabelTooLong(_))));
         let long = vec!["abcdefghi"; 26].join(".");
         assert_eq!(DnsName::parse(&long), Err(NameError::TooLong));
     }

@@ -93,12 +93,7 @@ pub struct Summary {
 }
 
 impl AuditReport {
-    pub fn new(
-        inv: &Inventory,
-        obs: &Observation,
-        findings: Vec<Finding>,
-        generated: String,
-    ) -> AuditReport {
+    pub fn new(inv: &Inventory, obs: &Observation, findings: Vec<Finding>, generated: String) -> AuditReport {
         let zones = obs
             .zones
             .iter()
@@ -135,21 +130,11 @@ impl AuditReport {
             info: count(Severity::Info),
             zones: obs.zones.len(),
             servers: servers.len(),
-            servers_unreadable: servers
-                .iter()
-                .filter(|s| s.srv.known_records().is_none())
-                .count(),
+            servers_unreadable: servers.iter().filter(|s| s.srv.known_records().is_none()).count(),
             targets: targets.len(),
             exit_code: exit_code(&findings),
         };
-        AuditReport {
-            schema: SCHEMA,
-            generated,
-            zones,
-            targets,
-            findings,
-            summary,
-        }
+        AuditReport { schema: SCHEMA, generated, zones, targets, findings, summary }
     }
 
     pub fn to_json(&self) -> String {
@@ -160,62 +145,38 @@ impl AuditReport {
     /// The report for a person, at most `width` columns, ANSI colour when `colour`.
     pub fn to_text(&self, width: usize, colour: bool) -> String {
         let paint = |s: &str, code: &str| {
-            if colour {
-                format!("\x1b[{code}m{s}\x1b[0m")
-            } else {
-                s.to_string()
-            }
+            if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
         };
         let mut out = String::new();
         for z in &self.zones {
             let _ = writeln!(out, "{}", paint(&format!("zone {}", z.zone), "1"));
             for s in &z.servers {
-                let serial = s
-                    .serial
-                    .map(|n| format!("serial {n}"))
-                    .unwrap_or_else(|| "serial ?".into());
+                let serial = s.serial.map(|n| format!("serial {n}")).unwrap_or_else(|| "serial ?".into());
                 let head = format!("  server {}  {serial}  ", s.server);
                 match (s.outcome, &s.error) {
-                    ("failed", Some(e)) => push_wrapped(
-                        &mut out,
-                        &head,
-                        &paint(&format!("unreadable: {e}"), "31"),
-                        width,
-                    ),
+                    ("failed", Some(e)) => {
+                        push_wrapped(&mut out, &head, &paint(&format!("unreadable: {e}"), "31"), width)
+                    }
                     ("records", _) => {
                         let _ = writeln!(out, "{}", head.trim_end());
                         for r in &s.records {
                             let _ = writeln!(out, "    {r}");
                         }
                     }
-                    ("nxdomain", _) => {
-                        push_wrapped(&mut out, &head, "NXDOMAIN (no _vlmcs._tcp)", width)
-                    }
+                    ("nxdomain", _) => push_wrapped(&mut out, &head, "NXDOMAIN (no _vlmcs._tcp)", width),
                     _ => push_wrapped(&mut out, &head, "no SRV records", width),
                 }
             }
             let zone_targets: Vec<&TargetReport> = self
                 .targets
                 .iter()
-                .filter(|t| {
-                    z.servers
-                        .iter()
-                        .flat_map(|s| &s.records)
-                        .any(|r| r.target == t.name)
-                })
+                .filter(|t| z.servers.iter().flat_map(|s| &s.records).any(|r| r.target == t.name))
                 .collect();
             for t in zone_targets {
                 let states = if t.probes.is_empty() {
-                    t.error
-                        .as_ref()
-                        .map(|e| format!("lookup failed: {e}"))
-                        .unwrap_or_else(|| "no A/AAAA".into())
+                    t.error.as_ref().map(|e| format!("lookup failed: {e}")).unwrap_or_else(|| "no A/AAAA".into())
                 } else {
-                    t.probes
-                        .iter()
-                        .map(|p| format!("{} {}", p.endpoint, p.state))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    t.probes.iter().map(|p| format!("{} {}", p.endpoint, p.state)).collect::<Vec<_>>().join(", ")
                 };
                 push_wrapped(&mut out, &format!("  target {}  ", t.name), &states, width);
             }
@@ -227,11 +188,7 @@ impl AuditReport {
                     Severity::Warning => ("WARNING ", "33"),
                     Severity::Info => ("INFO    ", "36"),
                 };
-                let server = f
-                    .server
-                    .as_ref()
-                    .map(|s| format!(" [{s}]"))
-                    .unwrap_or_default();
+                let server = f.server.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
                 let head = format!("  {} {}{server}: ", paint(label, code), f.code.as_str());
                 let visible = 2 + label.len() + 1 + f.code.as_str().len() + server.len() + 2;
                 push_wrapped_visible(&mut out, &head, visible, &f.message, width);
@@ -246,14 +203,7 @@ impl AuditReport {
         let _ = writeln!(
             out,
             "{} critical, {} warning, {} info in {} zone(s), {} server(s) ({} unreadable), {} target(s); exit {}",
-            s.critical,
-            s.warning,
-            s.info,
-            s.zones,
-            s.servers,
-            s.servers_unreadable,
-            s.targets,
-            s.exit_code
+            s.critical, s.warning, s.info, s.zones, s.servers, s.servers_unreadable, s.targets, s.exit_code
         );
         out
     }
@@ -262,13 +212,7 @@ impl AuditReport {
 fn target_reports(inv: &Inventory, obs: &Observation) -> Vec<TargetReport> {
     // Ports each name is probed on: those of its SRV records and its inventory port.
     let mut ports: BTreeMap<&DnsName, Vec<u16>> = BTreeMap::new();
-    for r in obs
-        .zones
-        .iter()
-        .flat_map(|z| &z.servers)
-        .filter_map(|s| s.srv.known_records())
-        .flatten()
-    {
+    for r in obs.zones.iter().flat_map(|z| &z.servers).filter_map(|s| s.srv.known_records()).flatten() {
         ports.entry(&r.target).or_default().push(r.port);
     }
     for h in &inv.hosts {
@@ -294,11 +238,7 @@ fn target_reports(inv: &Inventory, obs: &Observation) -> Vec<TargetReport> {
                                 Some(ProbeState::Down(d)) => ("down", Some(d.clone())),
                                 None => ("unprobed", None),
                             };
-                            ProbeReport {
-                                endpoint: ep,
-                                state,
-                                detail,
-                            }
+                            ProbeReport { endpoint: ep, state, detail }
                         })
                         .collect();
                     ("addresses", None, probes)
@@ -306,12 +246,7 @@ fn target_reports(inv: &Inventory, obs: &Observation) -> Vec<TargetReport> {
                 Resolution::NoAddress => ("no-address", None, vec![]),
                 Resolution::Failed { error } => ("failed", Some(error.clone()), vec![]),
             };
-            TargetReport {
-                name: name.clone(),
-                resolution,
-                error,
-                probes,
-            }
+            TargetReport { name: name.clone(), resolution, error, probes }
         })
         .collect()
 }
@@ -369,10 +304,7 @@ mod tests {
     fn exit_codes_follow_the_plugin_convention() {
         assert_eq!(exit_code(&[]), 0);
         assert_eq!(exit_code(&[finding(Code::RecordDrift)]), 1);
-        assert_eq!(
-            exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]),
-            2
-        );
+        assert_eq!(exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]), 2);
     }
 
     #[test]

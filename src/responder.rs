@@ -39,24 +39,18 @@ impl KmsResponder {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("kms-responder-{addr}"))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(conn) = conn {
-                        // One short exchange per connection; a slow client cannot hold it long.
-                        let _ = answer(conn, behaviour);
-                    }
+        let thread = std::thread::Builder::new().name(format!("kms-responder-{addr}")).spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
                 }
-            })?;
-        Ok(KmsResponder {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
+                if let Ok(conn) = conn {
+                    // One short exchange per connection; a slow client cannot hold it long.
+                    let _ = answer(conn, behaviour);
+                }
+            }
+        })?;
+        Ok(KmsResponder { addr, stop, thread: Some(thread) })
     }
 
     /// A KMS host on `addr`.
@@ -111,9 +105,7 @@ mod tests {
             matches!(probe(other.addr(), t, 0).await, ProbeState::NotKms(m) if m.contains("without the KMS interface"))
         );
         let web = KmsResponder::start(any, Behaviour::NotRpc).unwrap();
-        assert!(
-            matches!(probe(web.addr(), t, 0).await, ProbeState::NotKms(m) if m.contains("not DCE/RPC"))
-        );
+        assert!(matches!(probe(web.addr(), t, 0).await, ProbeState::NotKms(m) if m.contains("not DCE/RPC")));
         let gone = kms.addr();
         drop(kms);
         assert!(matches!(probe(gone, t, 0).await, ProbeState::Down(m) if m.contains("connect")));
@@ -123,9 +115,6 @@ mod tests {
     async fn a_silent_listener_is_down_after_the_timeout() {
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let state = probe(silent.local_addr().unwrap(), Duration::from_millis(100), 1).await;
-        assert!(
-            matches!(state, ProbeState::Down(ref m) if m.contains("no answer")),
-            "{state:?}"
-        );
+        assert!(matches!(state, ProbeState::Down(ref m) if m.contains("no answer")), "{state:?}");
     }
 }

@@ -27,8 +27,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(o), stderr(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(o), stderr(o)))
 }
 
 /// (code, zone, server, target) of every finding in an audit's JSON.
@@ -51,13 +50,7 @@ fn the_audit_reports_every_finding_code_and_exits_critical() {
     let estate = Estate::every_finding();
     let inv = estate.inventory.to_str().expect("utf-8 path");
     let out = kmsdns(&["audit", "--config", inv, "--format", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
     let v = json(&out);
     assert_eq!(v["schema"], 1);
     let gone = estate.gone.to_string();
@@ -80,13 +73,7 @@ fn the_audit_reports_every_finding_code_and_exits_critical() {
 
     // Severities and the summary agree with the findings.
     let sev = |code: &str| {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["code"] == code)
-            .map(|f| f["severity"].clone())
-            .unwrap()
+        v["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).map(|f| f["severity"].clone()).unwrap()
     };
     assert_eq!(sev("stale-dead"), "critical");
     assert_eq!(sev("stale-unknown-host"), "warning");
@@ -106,27 +93,15 @@ fn the_audit_reports_every_finding_code_and_exits_critical() {
         assert_eq!(s["records"].as_array().unwrap().len(), 7);
         assert_eq!(s["serial"], 1);
     }
-    let branch: Vec<usize> = zones[1]["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["records"].as_array().unwrap().len())
-        .collect();
+    let branch: Vec<usize> =
+        zones[1]["servers"].as_array().unwrap().iter().map(|s| s["records"].as_array().unwrap().len()).collect();
     assert_eq!(branch, vec![2, 1]);
     let gone_server = &zones[3]["servers"][0];
     assert_eq!(gone_server["outcome"], "failed");
     assert!(gone_server["error"]["kind"].is_string());
 
     // Every target carries its probe state.
-    let target = |name: &str| {
-        v["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .cloned()
-            .unwrap()
-    };
+    let target = |name: &str| v["targets"].as_array().unwrap().iter().find(|t| t["name"] == name).cloned().unwrap();
     assert_eq!(target("kms1.corp.test")["probes"][0]["state"], "kms-up");
     assert_eq!(target("kms2.corp.test")["probes"][0]["state"], "down");
     assert_eq!(target("web.corp.test")["probes"][0]["state"], "not-kms");
@@ -140,21 +115,10 @@ fn the_text_report_is_grouped_by_zone_and_fits_100_columns() {
     let out = kmsdns(&["--audit", "--config", inv]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        !text.contains('\x1b'),
-        "no colour when stdout is not a terminal"
-    );
+    assert!(!text.contains('\x1b'), "no colour when stdout is not a terminal");
     assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
     let zone_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("zone ")).collect();
-    assert_eq!(
-        zone_lines,
-        [
-            "zone corp.test",
-            "zone branch.test",
-            "zone lab.test",
-            "zone gone.test"
-        ]
-    );
+    assert_eq!(zone_lines, ["zone corp.test", "zone branch.test", "zone lab.test", "zone gone.test"]);
     for expect in [
         "CRITICAL stale-dead",
         "WARNING  stale-unknown-host",
@@ -170,17 +134,12 @@ fn the_text_report_is_grouped_by_zone_and_fits_100_columns() {
 #[test]
 fn a_healthy_estate_exits_zero() {
     let kms = loopback_ip();
-    let _responder =
-        kmsdns::responder::KmsResponder::up((kms, 1688).into()).expect("start a KMS responder");
+    let _responder = kmsdns::responder::KmsResponder::up((kms, 1688).into()).expect("start a KMS responder");
     let zone = ZoneSpec::new("ok.test")
         .record(&format!("kms1 3600 IN A {kms}"))
         .record("_vlmcs._tcp 3600 IN SRV 0 0 1688 kms1.ok.test.");
     let lab = BindLab::primary_secondary(&[zone]);
-    let servers: Vec<String> = lab
-        .servers
-        .iter()
-        .map(|s| format!("\"{}\"", s.addr))
-        .collect();
+    let servers: Vec<String> = lab.servers.iter().map(|s| format!("\"{}\"", s.addr)).collect();
     let inv = lab.dir.path().join("ok.toml");
     std::fs::write(
         &inv,
@@ -211,39 +170,19 @@ fn a_bad_config_exits_3_naming_file_line_column_and_key() {
         let out = kmsdns(&args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");
         let err = stderr(&out);
-        assert!(
-            err.contains(&format!(
-                "{p}:7:10: host[0].zones[0]: the zone 'b.test' is not declared"
-            )),
-            "{err}"
-        );
-        assert!(
-            stdout(&out).is_empty(),
-            "nothing on stdout for a config error: {}",
-            stdout(&out)
-        );
+        assert!(err.contains(&format!("{p}:7:10: host[0].zones[0]: the zone 'b.test' is not declared")), "{err}");
+        assert!(stdout(&out).is_empty(), "nothing on stdout for a config error: {}", stdout(&out));
     }
     let out = kmsdns(&["check-config", "--config", "/nonexistent/kmsdns.toml"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("/nonexistent/kmsdns.toml: cannot read the file"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("/nonexistent/kmsdns.toml: cannot read the file"), "{}", stderr(&out));
 }
 
 #[test]
 fn a_good_config_is_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("good.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1:{}\"]\n",
-            free_port()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1:{}\"]\n", free_port())).unwrap();
     let out = kmsdns(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("valid (1 zone(s), 0 host(s))"));
@@ -258,22 +197,12 @@ fn the_shipped_example_config_is_valid() {
 
 #[test]
 fn bad_arguments_exit_3_and_help_exits_0() {
-    assert_eq!(
-        kmsdns(&["--format", "yaml", "audit"]).status.code(),
-        Some(3)
-    );
+    assert_eq!(kmsdns(&["--format", "yaml", "audit"]).status.code(), Some(3));
     assert_eq!(kmsdns(&["frobnicate"]).status.code(), Some(3));
     assert_eq!(kmsdns(&[]).status.code(), Some(3));
     let help = kmsdns(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
-    for word in [
-        "audit",
-        "check-config",
-        "demo",
-        "--format",
-        "--config",
-        "Exit codes",
-    ] {
+    for word in ["audit", "check-config", "demo", "--format", "--config", "Exit codes"] {
         assert!(stdout(&help).contains(word), "--help lacks {word}");
     }
 }
@@ -287,12 +216,7 @@ fn the_demo_shows_each_kind_of_problem() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["target"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|f| (f["code"].as_str().unwrap().to_string(), f["target"].as_str().unwrap_or("").to_string()))
         .collect();
     let want: BTreeSet<(String, String)> = [
         ("stale-decommissioned", "kms-old.demo.test"),
@@ -305,8 +229,5 @@ fn the_demo_shows_each_kind_of_problem() {
     assert_eq!(codes, want);
     assert_eq!(v["zones"][0]["servers"].as_array().unwrap().len(), 2);
     let text = stdout(&kmsdns(&["demo"]));
-    assert!(
-        text.contains("zone demo.test") && text.contains("kms-up"),
-        "{text}"
-    );
+    assert!(text.contains("zone demo.test") && text.contains("kms-up"), "{text}");
 }

@@ -15,11 +15,7 @@ fn corp_test() -> ZoneSpec {
 fn secondary_follows_primary_updates() {
     let lab = BindLab::primary_secondary(&[corp_test()]);
     for idx in 0..2 {
-        assert_eq!(
-            lab.dig(idx, "_vlmcs._tcp.corp.test", "SRV"),
-            ["0 0 1688 kms1.corp.test."],
-            "server {idx}"
-        );
+        assert_eq!(lab.dig(idx, "_vlmcs._tcp.corp.test", "SRV"), ["0 0 1688 kms1.corp.test."], "server {idx}");
         assert_eq!(lab.serial(idx, "corp.test"), Some(1), "server {idx}");
     }
 
@@ -34,10 +30,7 @@ fn secondary_follows_primary_updates() {
     lab.wait_converged("corp.test");
 
     assert_eq!(lab.serial(1, "corp.test"), Some(2));
-    assert_eq!(
-        lab.dig(1, "_vlmcs._tcp.corp.test", "SRV"),
-        ["0 0 1688 kms1.corp.test.", "0 0 1688 kms9.corp.test."]
-    );
+    assert_eq!(lab.dig(1, "_vlmcs._tcp.corp.test", "SRV"), ["0 0 1688 kms1.corp.test.", "0 0 1688 kms9.corp.test."]);
     assert_eq!(lab.dig(1, "kms9.corp.test", "A"), ["127.0.0.29"]);
 }
 
@@ -47,27 +40,16 @@ fn independent_primaries_diverge_and_stop() {
     assert_ne!(lab.servers[0].addr, lab.servers[1].addr);
     lab.wait_converged("corp.test");
 
-    lab.update(
-        0,
-        "corp.test",
-        &["update delete _vlmcs._tcp.corp.test. IN SRV 0 0 1688 kms1.corp.test."],
-    );
+    lab.update(0, "corp.test", &["update delete _vlmcs._tcp.corp.test. IN SRV 0 0 1688 kms1.corp.test."]);
 
     assert_eq!(lab.serial(0, "corp.test"), Some(2));
     assert_eq!(lab.serial(1, "corp.test"), Some(1));
     assert!(lab.dig(0, "_vlmcs._tcp.corp.test", "SRV").is_empty());
-    assert_eq!(
-        lab.dig(1, "_vlmcs._tcp.corp.test", "SRV"),
-        ["0 0 1688 kms1.corp.test."]
-    );
+    assert_eq!(lab.dig(1, "_vlmcs._tcp.corp.test", "SRV"), ["0 0 1688 kms1.corp.test."]);
 
     lab.servers[1].stop();
     lab.servers[1].stop();
-    assert_eq!(
-        lab.serial(1, "corp.test"),
-        None,
-        "a stopped server must not answer"
-    );
+    assert_eq!(lab.serial(1, "corp.test"), None, "a stopped server must not answer");
 }
 
 #[test]

@@ -5,140 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::*;
 use crate::inventory::ServerAddr;
 use crate::observe::{ReadError, SrvAnswer};
-
-const INVENTORY: &str = r#"
-[[zone]]
-name = "corp.test"
-servers = ["127.0.0.1:5300", "127.0.0.1:5301"]
-
-[[host]]
-name = "kms1.corp.test"
-zones = ["corp.test"]
-state = "active"
-
-[[host]]
-name = "kms2.corp.test"
-zones = ["corp.test"]
-state = "active"
-
-[[host]]
-name = "spare.corp.test"
-zones = ["corp.test"]
-state = "standby"
-
-[[host]]
-name = "old.corp.test"
-zones = []
-state = "decommissioned"
-"#;
-
-fn name(s: &str) -> DnsName {
-    DnsName::parse(s).unwrap()
-}
-
-fn srv(target: &str) -> SrvRecord {
-    SrvRecord {
-        target: name(target),
-        port: 1688,
-        priority: 0,
-        weight: 0,
-        ttl: 3600,
-    }
-}
-
-fn records(targets: &[&str]) -> SrvAnswer {
-    if targets.is_empty() {
-        return SrvAnswer::NxDomain;
-    }
-    SrvAnswer::Records {
-        records: targets.iter().map(|t| srv(t)).collect(),
-    }
-}
-
-fn failed(e: ReadError) -> SrvAnswer {
-    SrvAnswer::Failed { error: e }
-}
-
-/// (code, server, target) of a finding.
-type Row = (&'static str, Option<String>, Option<String>);
-
-/// A world built by hand: what each of the two servers answers, and how each host fares.
-struct World {
-    inv: Inventory,
-    obs: Observation,
-}
-
-impl World {
-    /// Both servers serve `targets`; every host of the inventory is up on 1688.
-    fn new(targets: &[&str]) -> World {
-        let inv = Inventory::from_toml(INVENTORY).unwrap();
-        let servers = inv.zones[0]
-            .servers
-            .iter()
-            .map(|s| ServerView {
-                server: s.clone(),
-                srv: records(targets),
-                serial: Ok(7),
-            })
-            .collect();
-        let mut w = World {
-            obs: Observation {
-                zones: vec![ZoneView {
-                    zone: name("corp.test"),
-                    servers,
-                }],
-                ..Default::default()
-            },
-            inv,
-        };
-        for (i, h) in ["kms1", "kms2", "spare", "old"].iter().enumerate() {
-            w = w.host(
-                &format!("{h}.corp.test"),
-                i as u8 + 1,
-                Some(ProbeState::KmsUp),
-            );
-        }
-        w
-    }
-
-    fn server(mut self, i: usize, answer: SrvAnswer) -> World {
-        self.obs.zones[0].servers[i].srv = answer;
-        self
-    }
-
-    /// `target` resolves to 127.0.0.<last> and its port 1688 is in `state` (None: not probed).
-    fn host(mut self, target: &str, last: u8, state: Option<ProbeState>) -> World {
-        let ip = IpAddr::from([127, 0, 0, last]);
-        self.obs.names.insert(
-            name(target),
-            Resolution::Addresses {
-                addresses: vec![ip],
-            },
-        );
-        match state {
-            Some(s) => self.obs.probes.insert(SocketAddr::new(ip, 1688), s),
-            None => self.obs.probes.remove(&SocketAddr::new(ip, 1688)),
-        };
-        self
-    }
-
-    fn resolution(mut self, target: &str, r: Resolution) -> World {
-        self.obs.names.insert(name(target), r);
-        self
-    }
-
-    fn findings(&self) -> Vec<Finding> {
-        audit(&self.inv, &self.obs)
-    }
-
-    /// (code, server, target) of each finding, for compact assertions.
-    fn summary(&self) -> Vec<Row> {
-        self.findings()
-            .into_iter()
-            .map(|f| (f.code.as_str(), f.server, f.target.map(|t| t.to_string())))
-            .collect()
-    }
-}
+use crate::testkit::{Row, World, failed, name, records};
 
 fn zone_wide(code: &'static str, target: &str) -> Row {
     (code, None, Some(target.to_string()))
@@ -152,10 +19,7 @@ fn a_converged_zone_has_no_findings() {
 
 #[test]
 fn standby_hosts_may_be_published_or_not() {
-    assert_eq!(
-        World::new(&["kms1.corp.test", "kms2.corp.test", "spare.corp.test"]).summary(),
-        vec![]
-    );
+    assert_eq!(World::new(&["kms1.corp.test", "kms2.corp.test", "spare.corp.test"]).summary(), vec![]);
 }
 
 #[test]
@@ -203,19 +67,12 @@ fn each_finding_code_has_its_scenario() {
         ),
         (
             "every target is dead",
-            World::new(&["kms1.corp.test"])
-                .host("kms1.corp.test", 1, down())
-                .host("kms2.corp.test", 2, down()),
-            vec![
-                ("no-healthy-host", None, None),
-                zone_wide("stale-dead", "kms1.corp.test"),
-            ],
+            World::new(&["kms1.corp.test"]).host("kms1.corp.test", 1, down()).host("kms2.corp.test", 2, down()),
+            vec![("no-healthy-host", None, None), zone_wide("stale-dead", "kms1.corp.test")],
         ),
         (
             "nothing is published at all and no host answers",
-            World::new(&[])
-                .host("kms1.corp.test", 1, down())
-                .host("kms2.corp.test", 2, down()),
+            World::new(&[]).host("kms1.corp.test", 1, down()).host("kms2.corp.test", 2, down()),
             vec![("no-healthy-host", None, None)],
         ),
     ];
@@ -236,49 +93,23 @@ fn drift_is_reported_when_the_host_answers_on_its_inventory_port() {
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].code, Code::RecordDrift);
     assert_eq!(f[0].severity, Severity::Warning);
-    assert!(
-        f[0].message.contains("SRV 5 0 1688 kms1.corp.test."),
-        "{}",
-        f[0].message
-    );
-    assert!(
-        f[0].message.contains("wants SRV 0 0 1688 kms1.corp.test."),
-        "{}",
-        f[0].message
-    );
+    assert!(f[0].message.contains("SRV 5 0 1688 kms1.corp.test."), "{}", f[0].message);
+    assert!(f[0].message.contains("wants SRV 0 0 1688 kms1.corp.test."), "{}", f[0].message);
 }
 
 #[test]
 fn divergent_servers_are_reported_and_judged_one_by_one() {
-    let w = World::new(&["kms1.corp.test", "kms2.corp.test"])
-        .server(1, records(&["kms1.corp.test", "old.corp.test"]));
+    let w = World::new(&["kms1.corp.test", "kms2.corp.test"]).server(1, records(&["kms1.corp.test", "old.corp.test"]));
     assert_eq!(
         w.summary(),
         vec![
-            (
-                "stale-decommissioned",
-                Some("127.0.0.1:5301".into()),
-                Some("old.corp.test".into())
-            ),
-            (
-                "missing-record",
-                Some("127.0.0.1:5301".into()),
-                Some("kms2.corp.test".into())
-            ),
+            ("stale-decommissioned", Some("127.0.0.1:5301".into()), Some("old.corp.test".into())),
+            ("missing-record", Some("127.0.0.1:5301".into()), Some("kms2.corp.test".into())),
             ("server-divergence", None, None),
         ]
     );
-    let div = w
-        .findings()
-        .into_iter()
-        .find(|f| f.code == Code::ServerDivergence)
-        .unwrap();
-    assert!(
-        div.message
-            .contains("127.0.0.1:5301 has [kms1.corp.test, old.corp.test]"),
-        "{}",
-        div.message
-    );
+    let div = w.findings().into_iter().find(|f| f.code == Code::ServerDivergence).unwrap();
+    assert!(div.message.contains("127.0.0.1:5301 has [kms1.corp.test, old.corp.test]"), "{}", div.message);
 }
 
 #[test]
@@ -305,14 +136,9 @@ fn an_unreadable_server_is_unknown_not_empty() {
     );
     let unreachable = &w.findings()[0];
     assert_eq!(unreachable.severity, Severity::Critical);
-    assert!(
-        unreachable.message.contains("no answer within the timeout"),
-        "{}",
-        unreachable.message
-    );
+    assert!(unreachable.message.contains("no answer within the timeout"), "{}", unreachable.message);
     // A record seen only on the readable server gets a zone-wide verdict (over the servers read).
-    let w = World::new(&["kms1.corp.test", "kms2.corp.test", "old.corp.test"])
-        .server(0, failed(ReadError::Refused));
+    let w = World::new(&["kms1.corp.test", "kms2.corp.test", "old.corp.test"]).server(0, failed(ReadError::Refused));
     assert_eq!(
         w.summary(),
         vec![
@@ -327,32 +153,23 @@ fn when_no_server_can_be_read_nothing_is_called_stale_missing_or_unhealthy() {
     let w = World::new(&["kms1.corp.test"])
         .server(0, failed(ReadError::ServFail))
         .server(1, failed(ReadError::NotAuthoritative))
-        .host(
-            "kms1.corp.test",
-            1,
-            Some(ProbeState::Down("refused".into())),
-        );
+        .host("kms1.corp.test", 1, Some(ProbeState::Down("refused".into())));
     let codes: Vec<_> = w.summary().into_iter().map(|s| s.0).collect();
     assert_eq!(codes, vec!["server-unreachable", "server-unreachable"]);
 }
 
 #[test]
 fn a_failed_address_lookup_gives_no_liveness_verdict() {
-    let w = World::new(&["kms1.corp.test", "kms2.corp.test", "far.example.net"]).resolution(
-        "far.example.net",
-        Resolution::Failed {
-            error: ReadError::Timeout,
-        },
-    );
+    let w = World::new(&["kms1.corp.test", "kms2.corp.test", "far.example.net"])
+        .resolution("far.example.net", Resolution::Failed { error: ReadError::Timeout });
     // Unknown to the inventory, so still reported as such, but not as dead or unresolvable.
-    assert_eq!(
-        w.summary(),
-        vec![zone_wide("stale-unknown-host", "far.example.net")]
-    );
+    assert_eq!(w.summary(), vec![zone_wide("stale-unknown-host", "far.example.net")]);
     // And with every other target down, the zone is not declared without a healthy host.
-    let w = w
-        .host("kms1.corp.test", 1, Some(ProbeState::Down("x".into())))
-        .host("kms2.corp.test", 2, Some(ProbeState::Down("x".into())));
+    let w = w.host("kms1.corp.test", 1, Some(ProbeState::Down("x".into()))).host(
+        "kms2.corp.test",
+        2,
+        Some(ProbeState::Down("x".into())),
+    );
     assert!(!w.findings().iter().any(|f| f.code == Code::NoHealthyHost));
 }
 
@@ -366,15 +183,8 @@ fn an_unprobed_address_is_unknown() {
 fn one_live_address_makes_a_host_up() {
     let mut w = World::new(&["kms1.corp.test", "kms2.corp.test"]);
     let (a, b) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 50]));
-    w.obs.names.insert(
-        name("kms2.corp.test"),
-        Resolution::Addresses {
-            addresses: vec![a, b],
-        },
-    );
-    w.obs
-        .probes
-        .insert(SocketAddr::new(b, 1688), ProbeState::Down("refused".into()));
+    w.obs.names.insert(name("kms2.corp.test"), Resolution::Addresses { addresses: vec![a, b] });
+    w.obs.probes.insert(SocketAddr::new(b, 1688), ProbeState::Down("refused".into()));
     assert_eq!(health(&w.obs, &name("kms2.corp.test"), 1688), Health::Up);
     assert_eq!(w.summary(), vec![]);
 }
@@ -394,12 +204,7 @@ fn findings_carry_a_message_and_a_fix() {
     );
     let f = &w.findings()[0];
     assert!(f.message.contains("0x800706BA"), "{}", f.message);
-    assert!(
-        f.fix
-            .contains("delete `_vlmcs._tcp.corp.test. IN SRV 0 0 1688 kms2.corp.test.`"),
-        "{}",
-        f.fix
-    );
+    assert!(f.fix.contains("delete `_vlmcs._tcp.corp.test. IN SRV 0 0 1688 kms2.corp.test.`"), "{}", f.fix);
     let _ = ServerAddr::parse("127.0.0.1").unwrap();
 }
 

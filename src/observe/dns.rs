@@ -59,11 +59,12 @@ impl DnsReader {
     }
 
     /// `_vlmcs._tcp.<zone>` SRV and the zone's SOA serial on one server, asked at once.
+    /// Also returns the SOA MNAME, where updates go when the inventory names no primary.
     pub async fn zone_view(
         &self,
         server: SocketAddr,
         zone: &DnsName,
-    ) -> (SrvAnswer, Result<u32, ReadError>) {
+    ) -> (SrvAnswer, Result<u32, ReadError>, Option<DnsName>) {
         let owner = zone.vlmcs_owner();
         let (srv, soa) = tokio::join!(
             self.authoritative(server, &owner, RecordType::SRV),
@@ -87,32 +88,29 @@ impl DnsReader {
                     .collect();
                 records.sort();
                 records.dedup();
-                if records.is_empty() {
-                    SrvAnswer::NoData
-                } else {
-                    SrvAnswer::Records { records }
-                }
+                if records.is_empty() { SrvAnswer::NoData } else { SrvAnswer::Records { records } }
             }
             Ok(Answer::NoData) => SrvAnswer::NoData,
             Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
             Err(error) => SrvAnswer::Failed { error },
         };
-        let serial = match soa {
+        let soa = match soa {
             Ok(Answer::Records(rs)) => rs
                 .iter()
                 .find_map(|r| match &r.data {
                     RData::SOA(s) if DnsName::from_hickory(&r.name).as_ref() == Some(zone) => {
-                        Some(s.serial)
+                        Some((s.serial, DnsName::from_hickory(&s.mname)))
                     }
                     _ => None,
                 })
-                .ok_or_else(|| {
-                    ReadError::Malformed("the SOA answer holds no SOA for the zone".into())
-                }),
+                .ok_or_else(|| ReadError::Malformed("the SOA answer holds no SOA for the zone".into())),
             Ok(Answer::NoData | Answer::NxDomain) => Err(ReadError::NotAuthoritative),
             Err(e) => Err(e),
         };
-        (srv, serial)
+        match soa {
+            Ok((serial, mname)) => (srv, Ok(serial), mname),
+            Err(e) => (srv, Err(e), None),
+        }
     }
 
     /// A and AAAA of `name` from the first of `servers` that gives a usable answer.
@@ -144,22 +142,12 @@ impl DnsReader {
     }
 
     /// One authoritative question: UDP, TCP when truncated, retried after a timeout.
-    async fn authoritative(
-        &self,
-        server: SocketAddr,
-        name: &DnsName,
-        rtype: RecordType,
-    ) -> Result<Answer, ReadError> {
+    async fn authoritative(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<Answer, ReadError> {
         let response = self.exchange(server, name, rtype).await?;
         classify(&response)
     }
 
-    async fn exchange(
-        &self,
-        server: SocketAddr,
-        name: &DnsName,
-        rtype: RecordType,
-    ) -> Result<DnsResponse, ReadError> {
+    async fn exchange(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, ReadError> {
         let mut last = ReadError::Timeout;
         for _ in 0..=self.retries {
             match self.udp_once(server, name, rtype).await {
@@ -179,12 +167,7 @@ impl DnsReader {
         Err(last)
     }
 
-    async fn udp_once(
-        &self,
-        server: SocketAddr,
-        name: &DnsName,
-        rtype: RecordType,
-    ) -> Result<DnsResponse, NetError> {
+    async fn udp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
         let stream = UdpClientStream::builder(server, TokioRuntimeProvider::new())
             .with_timeout(Some(self.timeout))
             .with_max_retries(1)
@@ -196,21 +179,9 @@ impl DnsReader {
         result
     }
 
-    async fn tcp_once(
-        &self,
-        server: SocketAddr,
-        name: &DnsName,
-        rtype: RecordType,
-    ) -> Result<DnsResponse, NetError> {
-        let (connect, handle) = TcpClientStream::new(
-            server,
-            None,
-            Some(self.timeout),
-            TokioRuntimeProvider::new(),
-        );
-        let stream = tokio::time::timeout(self.timeout, connect)
-            .await
-            .map_err(|_| NetError::Timeout)??;
+    async fn tcp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
+        let (connect, handle) = TcpClientStream::new(server, None, Some(self.timeout), TokioRuntimeProvider::new());
+        let stream = tokio::time::timeout(self.timeout, connect).await.map_err(|_| NetError::Timeout)??;
         let mux = DnsMultiplexer::new(stream, handle).with_timeout(self.timeout);
         let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
         let task = tokio::spawn(background);
@@ -277,11 +248,7 @@ fn net_error(e: NetError) -> ReadError {
 fn sorted_addresses(mut addresses: Vec<IpAddr>) -> Resolution {
     addresses.sort();
     addresses.dedup();
-    if addresses.is_empty() {
-        Resolution::NoAddress
-    } else {
-        Resolution::Addresses { addresses }
-    }
+    if addresses.is_empty() { Resolution::NoAddress } else { Resolution::Addresses { addresses } }
 }
 
 /// A and AAAA of a name outside every declared zone, through the system resolver
@@ -289,9 +256,7 @@ fn sorted_addresses(mut addresses: Vec<IpAddr>) -> Resolution {
 pub async fn system_addresses(name: &DnsName, timeout: Duration) -> Resolution {
     let lookup = tokio::net::lookup_host((name.as_str(), 0));
     match tokio::time::timeout(timeout, lookup).await {
-        Err(_) => Resolution::Failed {
-            error: ReadError::Timeout,
-        },
+        Err(_) => Resolution::Failed { error: ReadError::Timeout },
         Ok(Ok(addrs)) => sorted_addresses(addrs.map(|a| a.ip()).collect()),
         // getaddrinfo's EAI_NONAME and EAI_NODATA reach us only as text (std maps every
         // EAI_* code to one io::Error kind); those two mean "no such address", all others
@@ -301,9 +266,7 @@ pub async fn system_addresses(name: &DnsName, timeout: Duration) -> Resolution {
             if text.contains("not known") || text.contains("No address associated") {
                 Resolution::NoAddress
             } else {
-                Resolution::Failed {
-                    error: ReadError::Network(text),
-                }
+                Resolution::Failed { error: ReadError::Network(text) }
             }
         }
     }

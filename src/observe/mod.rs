@@ -48,6 +48,8 @@ pub struct ServerView {
     pub srv: SrvAnswer,
     /// The zone's SOA serial there, or why it could not be read.
     pub serial: Result<u32, ReadError>,
+    /// The SOA MNAME there: the primary, where updates go by default.
+    pub mname: Option<DnsName>,
 }
 
 /// The outcome of asking one server for `_vlmcs._tcp.<zone>` SRV.
@@ -76,7 +78,7 @@ impl SrvAnswer {
 }
 
 /// One SRV record of `_vlmcs._tcp` (RFC 2782).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct SrvRecord {
     pub target: DnsName,
     pub port: u16,
@@ -89,25 +91,13 @@ impl SrvRecord {
     /// Equal as clients use it: the TTL does not count.
     pub fn same_rdata(&self, other: &SrvRecord) -> bool {
         (self.target.as_str(), self.port, self.priority, self.weight)
-            == (
-                other.target.as_str(),
-                other.port,
-                other.priority,
-                other.weight,
-            )
+            == (other.target.as_str(), other.port, other.priority, other.weight)
     }
 }
 
 impl std::fmt::Display for SrvRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SRV {} {} {} {}",
-            self.priority,
-            self.weight,
-            self.port,
-            self.target.fqdn()
-        )
+        write!(f, "SRV {} {} {} {}", self.priority, self.weight, self.port, self.target.fqdn())
     }
 }
 
@@ -140,15 +130,13 @@ pub async fn observe(inv: &Inventory) -> Observation {
             let addr = server_addrs.get(server).cloned();
             jobs.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let (srv, serial) = match addr {
+                let failed = |e: ReadError| (SrvAnswer::Failed { error: e.clone() }, Err(e), None);
+                let view = match addr {
                     Some(Ok(addr)) => reader.zone_view(addr, &zone).await,
-                    Some(Err(e)) => (SrvAnswer::Failed { error: e.clone() }, Err(e)),
-                    None => {
-                        let e = ReadError::Network("the server name was not resolved".into());
-                        (SrvAnswer::Failed { error: e.clone() }, Err(e))
-                    }
+                    Some(Err(e)) => failed(e),
+                    None => failed(ReadError::Network("the server name was not resolved".into())),
                 };
-                (zi, si, srv, serial)
+                (zi, si, view)
             });
         }
     }
@@ -162,18 +150,17 @@ pub async fn observe(inv: &Inventory) -> Observation {
                 .iter()
                 .map(|s| ServerView {
                     server: s.clone(),
-                    srv: SrvAnswer::Failed {
-                        error: ReadError::Network("the read did not complete".into()),
-                    },
+                    srv: SrvAnswer::Failed { error: ReadError::Network("the read did not complete".into()) },
                     serial: Err(ReadError::Network("the read did not complete".into())),
+                    mname: None,
                 })
                 .collect(),
         })
         .collect();
     while let Some(done) = jobs.join_next().await {
-        if let Ok((zi, si, srv, serial)) = done {
-            zones[zi].servers[si].srv = srv;
-            zones[zi].servers[si].serial = serial;
+        if let Ok((zi, si, (srv, serial, mname))) = done {
+            let view = &mut zones[zi].servers[si];
+            (view.srv, view.serial, view.mname) = (srv, serial, mname);
         }
     }
 
@@ -185,22 +172,12 @@ pub async fn observe(inv: &Inventory) -> Observation {
         .flatten()
         .map(|r| r.target.clone())
         .collect();
-    names.extend(
-        inv.hosts
-            .iter()
-            .filter(|h| h.state != HostState::Decommissioned)
-            .map(|h| h.name.clone()),
-    );
+    names.extend(inv.hosts.iter().filter(|h| h.state != HostState::Decommissioned).map(|h| h.name.clone()));
     let mut jobs = JoinSet::new();
     for name in names {
         let servers: Vec<SocketAddr> = inv
             .zone_containing(&name)
-            .map(|z| {
-                z.servers
-                    .iter()
-                    .filter_map(|s| server_addrs.get(s)?.as_ref().ok().copied())
-                    .collect()
-            })
+            .map(|z| z.servers.iter().filter_map(|s| server_addrs.get(s)?.as_ref().ok().copied()).collect())
             .unwrap_or_default();
         let (reader, limit) = (reader.clone(), limit.clone());
         let in_zone = inv.zone_containing(&name).is_some();
@@ -228,29 +205,15 @@ pub async fn observe(inv: &Inventory) -> Observation {
             endpoints.extend(addresses.iter().map(|a| SocketAddr::new(*a, port)));
         }
     };
-    for r in zones
-        .iter()
-        .flat_map(|z| &z.servers)
-        .filter_map(|s| s.srv.known_records())
-        .flatten()
-    {
+    for r in zones.iter().flat_map(|z| &z.servers).filter_map(|s| s.srv.known_records()).flatten() {
         add(&r.target, r.port);
     }
-    for h in inv
-        .hosts
-        .iter()
-        .filter(|h| h.state != HostState::Decommissioned)
-    {
+    for h in inv.hosts.iter().filter(|h| h.state != HostState::Decommissioned) {
         add(&h.name, h.port);
     }
-    let probes =
-        probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
+    let probes = probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
 
-    Observation {
-        zones,
-        names: resolved,
-        probes,
-    }
+    Observation { zones, names: resolved, probes }
 }
 
 /// Server names in the inventory resolved once each (through the system resolver).
@@ -272,12 +235,8 @@ async fn resolve_servers(
                 jobs.spawn(async move {
                     let _permit = limit.acquire_owned().await;
                     let r = match dns::system_addresses(&n, t).await {
-                        Resolution::Addresses { addresses } => {
-                            Ok(SocketAddr::new(addresses[0], s.port))
-                        }
-                        Resolution::NoAddress => Err(ReadError::Network(format!(
-                            "the server name {n} has no address"
-                        ))),
+                        Resolution::Addresses { addresses } => Ok(SocketAddr::new(addresses[0], s.port)),
+                        Resolution::NoAddress => Err(ReadError::Network(format!("the server name {n} has no address"))),
                         Resolution::Failed { error } => Err(error),
                     };
                     (s, r)

@@ -69,12 +69,7 @@ pub async fn probe(endpoint: SocketAddr, timeout: Duration, retries: u8) -> Prob
     for attempt in 0..=u32::from(retries) {
         match tokio::time::timeout(timeout, bind_once(endpoint, attempt + 1)).await {
             Ok(s) => return s,
-            Err(_) => {
-                state = ProbeState::Down(format!(
-                    "no answer within {}",
-                    humantime::format_duration(timeout)
-                ))
-            }
+            Err(_) => state = ProbeState::Down(format!("no answer within {}", humantime::format_duration(timeout))),
         }
     }
     state
@@ -100,9 +95,7 @@ async fn bind_once(endpoint: SocketAddr, call_id: u32) -> ProbeState {
     let len = match rpc::frag_length(&header) {
         Ok(len) if len <= rpc::MAX_REPLY_LEN => len,
         Ok(len) => {
-            return ProbeState::NotKms(format!(
-                "a {len}-byte DCE/RPC reply, too large for a bind_ack"
-            ));
+            return ProbeState::NotKms(format!("a {len}-byte DCE/RPC reply, too large for a bind_ack"));
         }
         Err(e) => return ProbeState::NotKms(e.to_string()),
     };

@@ -7,13 +7,11 @@
 
 /// KMS interface 51c82175-844e-4750-b0d8-ec255555bc06, in the little-endian GUID byte order
 /// DCE/RPC uses on the wire (`bytes_le`).
-pub const KMS_INTERFACE: [u8; 16] = [
-    0x75, 0x21, 0xc8, 0x51, 0x4e, 0x84, 0x50, 0x47, 0xb0, 0xd8, 0xec, 0x25, 0x55, 0x55, 0xbc, 0x06,
-];
+pub const KMS_INTERFACE: [u8; 16] =
+    [0x75, 0x21, 0xc8, 0x51, 0x4e, 0x84, 0x50, 0x47, 0xb0, 0xd8, 0xec, 0x25, 0x55, 0x55, 0xbc, 0x06];
 /// NDR transfer syntax 8a885d04-1ceb-11c9-9fe8-08002b104860, version 2.
-pub const NDR_SYNTAX: [u8; 16] = [
-    0x04, 0x5d, 0x88, 0x8a, 0xeb, 0x1c, 0xc9, 0x11, 0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60,
-];
+pub const NDR_SYNTAX: [u8; 16] =
+    [0x04, 0x5d, 0x88, 0x8a, 0xeb, 0x1c, 0xc9, 0x11, 0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60];
 
 const PTYPE_BIND: u8 = 11;
 const PTYPE_BIND_ACK: u8 = 12;
@@ -67,9 +65,7 @@ pub enum RpcError {
     UnexpectedType(u8),
     #[error("the reply answers call {got}, not call {want}")]
     CallId { want: u32, got: u32 },
-    #[error(
-        "the reply uses big-endian or non-ASCII data representation, which KMS hosts never send"
-    )]
+    #[error("the reply uses big-endian or non-ASCII data representation, which KMS hosts never send")]
     DataRepresentation,
     #[error("the bind_ack carries no result")]
     NoResult,
@@ -98,10 +94,7 @@ pub fn decode_reply(pdu: &[u8], call_id: u32) -> Result<BindReply, RpcError> {
     let len = frag_length(pdu)?;
     let pdu = pdu.get(..len).ok_or(RpcError::Short(pdu.len()))?;
     let got = u32::from_le_bytes([pdu[12], pdu[13], pdu[14], pdu[15]]);
-    let r = Reader {
-        buf: pdu,
-        pos: HEADER_LEN,
-    };
+    let r = Reader { buf: pdu, pos: HEADER_LEN };
     match pdu[2] {
         PTYPE_BIND_ACK => {
             if got != call_id {
@@ -112,9 +105,7 @@ pub fn decode_reply(pdu: &[u8], call_id: u32) -> Result<BindReply, RpcError> {
         // A nak may come before the server parsed our call id (Samba zeroes it), so it is not checked.
         PTYPE_BIND_NAK => {
             let mut r = r;
-            Ok(BindReply::Nak {
-                reason: r.u16().ok_or(RpcError::Short(pdu.len()))?,
-            })
+            Ok(BindReply::Nak { reason: r.u16().ok_or(RpcError::Short(pdu.len()))? })
         }
         other => Err(RpcError::UnexpectedType(other)),
     }
@@ -134,11 +125,7 @@ fn decode_ack(mut r: Reader<'_>) -> Result<BindReply, RpcError> {
     }
     let result = r.u16().ok_or(short.clone())?;
     let reason = r.u16().ok_or(short)?;
-    Ok(if result == 0 {
-        BindReply::Accepted
-    } else {
-        BindReply::Rejected { result, reason }
-    })
+    Ok(if result == 0 { BindReply::Accepted } else { BindReply::Rejected { result, reason } })
 }
 
 struct Reader<'a> {
@@ -196,29 +183,24 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
+        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
     }
 
     /// The exact bytes of kms-dns-ad.md §6.2 (call_id 1).
     #[test]
     fn bind_matches_the_reference_bytes() {
-        let want = hex(
-            "05 00 0b 03 10 00 00 00 48 00 00 00 01 00 00 00 d0 16 d0 16 00 00 00 00 01 00 00 00 00 00 01 00
+        let want =
+            hex("05 00 0b 03 10 00 00 00 48 00 00 00 01 00 00 00 d0 16 d0 16 00 00 00 00 01 00 00 00 00 00 01 00
              75 21 c8 51 4e 84 50 47 b0 d8 ec 25 55 55 bc 06 01 00 00 00
-             04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 00 00",
-        );
+             04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 00 00");
         assert_eq!(encode_bind(1), want);
     }
 
     /// The accepted ack of kms-dns-ad.md §6.3.
     #[test]
     fn reference_ack_is_accepted() {
-        let ack = hex(
-            "05 00 0c 03 10 00 00 00 3c 00 00 00 01 00 00 00 d0 16 d0 16 a2 f1 00 00 05 00 31 36 38 38 00 00
-             01 00 00 00 00 00 00 00 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 00 00",
-        );
+        let ack = hex("05 00 0c 03 10 00 00 00 3c 00 00 00 01 00 00 00 d0 16 d0 16 a2 f1 00 00 05 00 31 36 38 38 00 00
+             01 00 00 00 00 00 00 00 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 00 00");
         assert_eq!(frag_length(&ack), Ok(60));
         assert_eq!(decode_reply(&ack, 1), Ok(BindReply::Accepted));
         assert_eq!(encode_bind_ack(1, true), ack);
@@ -226,36 +208,21 @@ mod tests {
 
     #[test]
     fn rejected_context_and_nak_are_told_apart() {
-        assert_eq!(
-            decode_reply(&encode_bind_ack(7, false), 7),
-            Ok(BindReply::Rejected {
-                result: 2,
-                reason: 1
-            })
-        );
+        assert_eq!(decode_reply(&encode_bind_ack(7, false), 7), Ok(BindReply::Rejected { result: 2, reason: 1 }));
         let nak = hex("05 00 0d 03 10 00 00 00 18 00 00 00 00 00 00 00 04 00 01 05 00 00 00 00");
         assert_eq!(decode_reply(&nak, 7), Ok(BindReply::Nak { reason: 4 }));
     }
 
     #[test]
     fn foreign_replies_are_errors() {
-        assert_eq!(
-            frag_length(b"HTTP/1.1 400 Bad Req"),
-            Err(RpcError::NotRpc(b'H', b'T'))
-        );
-        assert_eq!(
-            decode_reply(&encode_bind_ack(1, true), 2),
-            Err(RpcError::CallId { want: 2, got: 1 })
-        );
+        assert_eq!(frag_length(b"HTTP/1.1 400 Bad Req"), Err(RpcError::NotRpc(b'H', b'T')));
+        assert_eq!(decode_reply(&encode_bind_ack(1, true), 2), Err(RpcError::CallId { want: 2, got: 1 }));
         let mut request = encode_bind(1);
         assert_eq!(decode_reply(&request, 1), Err(RpcError::UnexpectedType(11)));
         request[4] = 0; // big-endian
         assert_eq!(frag_length(&request), Err(RpcError::DataRepresentation));
         let ack = encode_bind_ack(1, true);
-        assert!(matches!(
-            decode_reply(&ack[..40], 1),
-            Err(RpcError::Short(_))
-        ));
+        assert!(matches!(decode_reply(&ack[..40], 1), Err(RpcError::Short(_))));
     }
 
     proptest::proptest! {

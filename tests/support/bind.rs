@@ -28,10 +28,7 @@ pub struct ZoneSpec {
 
 impl ZoneSpec {
     pub fn new(name: &str) -> Self {
-        ZoneSpec {
-            name: name.trim_end_matches('.').to_string(),
-            records: Vec::new(),
-        }
+        ZoneSpec { name: name.trim_end_matches('.').to_string(), records: Vec::new() }
     }
 
     pub fn record(mut self, line: &str) -> Self {
@@ -64,16 +61,10 @@ pub struct TsigKey {
 
 impl TsigKey {
     fn generate(dir: &Path, name: &str) -> TsigKey {
-        let out = Command::new(bind_tool("tsig-keygen"))
-            .args(["-a", "hmac-sha256", name])
-            .output()
-            .expect("run tsig-keygen");
+        let out =
+            Command::new(bind_tool("tsig-keygen")).args(["-a", "hmac-sha256", name]).output().expect("run tsig-keygen");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "tsig-keygen {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tsig-keygen {name} failed: {}", String::from_utf8_lossy(&out.stderr));
         let secret_b64 = text
             .lines()
             .find_map(|l| l.trim().strip_prefix("secret \""))
@@ -88,12 +79,7 @@ impl TsigKey {
             .open(&file)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .unwrap_or_else(|e| panic!("write key file {}: {e}", file.display()));
-        TsigKey {
-            name: name.to_string(),
-            algorithm: "hmac-sha256".to_string(),
-            secret_b64,
-            file,
-        }
+        TsigKey { name: name.to_string(), algorithm: "hmac-sha256".to_string(), secret_b64, file }
     }
 }
 
@@ -131,36 +117,19 @@ impl Named {
         };
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if zones
-                .iter()
-                .all(|z| dig_raw(port, &z.name, "SOA", 1).is_ok_and(|l| !l.is_empty()))
-            {
+            if zones.iter().all(|z| dig_raw(port, &z.name, "SOA", 1).is_ok_and(|l| !l.is_empty())) {
                 return Ok(named);
             }
-            let exited = named
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("poll named process"));
+            let exited = named.child.as_mut().and_then(|c| c.try_wait().expect("poll named process"));
             if let Some(status) = exited {
                 let udp_taken = std::net::UdpSocket::bind(named.addr).is_err();
                 let taken = udp_taken || std::net::TcpListener::bind(named.addr).is_err();
-                let hint = if taken {
-                    "; the port is in use by another process"
-                } else {
-                    ""
-                };
-                return Err(format!(
-                    "named on port {port} exited during startup ({status}{hint})\n{}",
-                    named.log()
-                ));
+                let hint = if taken { "; the port is in use by another process" } else { "" };
+                return Err(format!("named on port {port} exited during startup ({status}{hint})\n{}", named.log()));
             }
             if Instant::now() > deadline {
                 let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
-                panic!(
-                    "named on {} did not serve {names:?} within {TIMEOUT:?}\n{}",
-                    named.addr,
-                    named.log()
-                );
+                panic!("named on {} did not serve {names:?} within {TIMEOUT:?}\n{}", named.addr, named.log());
             }
             sleep(POLL);
         }
@@ -168,12 +137,7 @@ impl Named {
 
     /// named.log plus stderr, for failure messages.
     pub fn log(&self) -> String {
-        let mut s = format!(
-            "--- named {} (pid {}, {}) ---\n",
-            self.addr,
-            self.pid,
-            self.dir.display()
-        );
+        let mut s = format!("--- named {} (pid {}, {}) ---\n", self.addr, self.pid, self.dir.display());
         for f in ["named.log", "stderr.log"] {
             let text = fs::read_to_string(self.dir.join(f)).unwrap_or_else(|e| format!("({e})\n"));
             let _ = write!(s, "[{f}]\n{text}");
@@ -188,9 +152,7 @@ impl Named {
         };
         let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
         if running(&mut child) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while running(&mut child) && Instant::now() < deadline {
                 sleep(Duration::from_millis(10));
@@ -226,12 +188,8 @@ impl BindLab {
     /// Returns once the secondary serves every zone at the primary's serial.
     pub fn primary_secondary(zones: &[ZoneSpec]) -> BindLab {
         let lab = BindLab::launch(zones, 2, |i, ports| match i {
-            0 => Role::Primary {
-                notify_port: Some(ports[1]),
-            },
-            _ => Role::Secondary {
-                primary_port: ports[0],
-            },
+            0 => Role::Primary { notify_port: Some(ports[1]) },
+            _ => Role::Secondary { primary_port: ports[0] },
         });
         for z in zones {
             lab.wait_converged(&z.name);
@@ -247,32 +205,20 @@ impl BindLab {
     /// Starts n servers on fresh ports. If any exits at startup, all are stopped and the lot is retried on new ports,
     /// because configs refer to each other's ports.
     fn launch(zones: &[ZoneSpec], n: usize, role: impl Fn(usize, &[u16]) -> Role) -> BindLab {
-        let dir = tempfile::Builder::new()
-            .prefix("kmsdns-bind-")
-            .tempdir()
-            .expect("create temp dir for BIND lab");
+        let dir = tempfile::Builder::new().prefix("kmsdns-bind-").tempdir().expect("create temp dir for BIND lab");
         let key = TsigKey::generate(dir.path(), UPDATE_KEY);
         let xfer = TsigKey::generate(dir.path(), XFER_KEY);
         let mut failures = String::new();
         for attempt in 1..=START_TRIES {
             let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-            let dirs: Vec<PathBuf> = (0..n)
-                .map(|i| dir.path().join(format!("try{attempt}-ns{i}")))
-                .collect();
+            let dirs: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("try{attempt}-ns{i}"))).collect();
             for (i, d) in dirs.iter().enumerate() {
                 fs::create_dir(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
                 write_server(d, ports[i], zones, &role(i, &ports), &[&key, &xfer]);
             }
             if run_as_bind() {
-                let st = Command::new("chown")
-                    .args(["-R", "bind:bind"])
-                    .arg(dir.path())
-                    .status();
-                assert!(
-                    st.is_ok_and(|s| s.success()),
-                    "chown -R bind:bind {} failed",
-                    dir.path().display()
-                );
+                let st = Command::new("chown").args(["-R", "bind:bind"]).arg(dir.path()).status();
+                assert!(st.is_ok_and(|s| s.success()), "chown -R bind:bind {} failed", dir.path().display());
             }
             let mut servers = Vec::new();
             for (d, &port) in dirs.iter().zip(&ports) {
@@ -288,9 +234,7 @@ impl BindLab {
                 return BindLab { dir, key, servers };
             }
         }
-        panic!(
-            "named failed to start {START_TRIES} times (named -f logs bind errors to syslog only):\n{failures}"
-        );
+        panic!("named failed to start {START_TRIES} times (named -f logs bind errors to syslog only):\n{failures}");
     }
 
     /// `nsupdate -k <key>` against servers[idx]; panics with stderr and the server log if it fails.
@@ -310,12 +254,7 @@ impl BindLab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nsupdate");
-        child
-            .stdin
-            .take()
-            .expect("nsupdate stdin")
-            .write_all(script.as_bytes())
-            .expect("write nsupdate script");
+        child.stdin.take().expect("nsupdate stdin").write_all(script.as_bytes()).expect("write nsupdate script");
         let out = child.wait_with_output().expect("wait for nsupdate");
         assert!(
             out.status.success(),
@@ -329,12 +268,8 @@ impl BindLab {
 
     /// `dig +short` answer lines, sorted. Panics if dig gets no response, so "no records" is never a dead server.
     pub fn dig(&self, idx: usize, name: &str, rtype: &str) -> Vec<String> {
-        dig_raw(self.servers[idx].addr.port(), name, rtype, 2).unwrap_or_else(|e| {
-            panic!(
-                "dig {name} {rtype} on server {idx} failed: {e}\n{}",
-                self.servers[idx].log()
-            )
-        })
+        dig_raw(self.servers[idx].addr.port(), name, rtype, 2)
+            .unwrap_or_else(|e| panic!("dig {name} {rtype} on server {idx} failed: {e}\n{}", self.servers[idx].log()))
     }
 
     /// SOA serial of `zone` on servers[idx]; None if the server gives no answer (down, SERVFAIL, not loaded).
@@ -347,17 +282,13 @@ impl BindLab {
     pub fn wait_converged(&self, zone: &str) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let serials: Vec<Option<u32>> = (0..self.servers.len())
-                .map(|i| self.serial(i, zone))
-                .collect();
+            let serials: Vec<Option<u32>> = (0..self.servers.len()).map(|i| self.serial(i, zone)).collect();
             if serials[0].is_some() && serials.iter().all(|s| *s == serials[0]) {
                 return;
             }
             if Instant::now() > deadline {
                 let logs: String = self.servers.iter().map(Named::log).collect();
-                panic!(
-                    "zone {zone} did not converge within {TIMEOUT:?}: serials {serials:?}\n{logs}"
-                );
+                panic!("zone {zone} did not converge within {TIMEOUT:?}: serials {serials:?}\n{logs}");
             }
             sleep(POLL);
         }
@@ -376,31 +307,17 @@ impl Drop for BindLab {
 /// `dig +short`, answer lines sorted; Err when dig gets no response at all.
 fn dig_raw(port: u16, name: &str, rtype: &str, time_s: u32) -> Result<Vec<String>, String> {
     let out = Command::new(bind_tool("dig"))
-        .args([
-            "+short",
-            "+norecurse",
-            &format!("+time={time_s}"),
-            "+tries=1",
-            "-p",
-            &port.to_string(),
-        ])
+        .args(["+short", "+norecurse", &format!("+time={time_s}"), "+tries=1", "-p", &port.to_string()])
         .args(["@127.0.0.1", name, rtype])
         .output()
         .map_err(|e| format!("cannot run dig: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!(
-            "{}: {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("{}: {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     // dig prints warnings as ";;" comments even with +short; rdata never starts with ';'.
-    let mut lines: Vec<String> = stdout
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with(';'))
-        .map(str::to_string)
-        .collect();
+    let mut lines: Vec<String> =
+        stdout.lines().filter(|l| !l.is_empty() && !l.starts_with(';')).map(str::to_string).collect();
     lines.sort();
     Ok(lines)
 }
@@ -408,8 +325,7 @@ fn dig_raw(port: u16, name: &str, rtype: &str, time_s: u32) -> Result<Vec<String
 /// Root drops to `bind` like a packaged named would; anyone else runs named as themselves.
 fn run_as_bind() -> bool {
     let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    root && fs::read_to_string("/etc/passwd")
-        .is_ok_and(|p| p.lines().any(|l| l.starts_with("bind:")))
+    root && fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("bind:")))
 }
 
 fn write_server(dir: &Path, port: u16, zones: &[ZoneSpec], role: &Role, keys: &[&TsigKey]) {
@@ -446,12 +362,11 @@ logging {{
         let body = match role {
             Role::Primary { notify_port } => {
                 let file = dir.join(format!("{name}.db"));
-                fs::write(&file, z.zone_file())
-                    .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+                fs::write(&file, z.zone_file()).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
                 let notify = match notify_port {
-                    Some(p) => format!(
-                        "notify explicit;\n    also-notify {{ 127.0.0.1 port {p}; }};\n    notify-delay 0;"
-                    ),
+                    Some(p) => {
+                        format!("notify explicit;\n    also-notify {{ 127.0.0.1 port {p}; }};\n    notify-delay 0;")
+                    }
                     None => "notify no;".to_string(),
                 };
                 format!(
@@ -471,11 +386,8 @@ logging {{
     let conf_path = dir.join("named.conf");
     fs::write(&conf_path, &conf).unwrap_or_else(|e| panic!("write {}: {e}", conf_path.display()));
     // -z also test-loads the primary zone files, so a bad record line fails here rather than as a 10 s timeout.
-    let out = Command::new(bind_tool("named-checkconf"))
-        .arg("-z")
-        .arg(&conf_path)
-        .output()
-        .expect("run named-checkconf");
+    let out =
+        Command::new(bind_tool("named-checkconf")).arg("-z").arg(&conf_path).output().expect("run named-checkconf");
     assert!(
         out.status.success(),
         "named-checkconf rejected {}:\n{}{}\n{conf}",

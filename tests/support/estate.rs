@@ -45,24 +45,17 @@ impl Estate {
             let ip: Ipv4Addr = loopback_ip();
             corp = corp.record(&format!("{label} 3600 IN A {ip}"));
             if let Some(b) = behaviour {
-                responders.push(
-                    KmsResponder::start(SocketAddr::from((ip, 1688)), b)
-                        .expect("start a KMS responder"),
-                );
+                responders.push(KmsResponder::start(SocketAddr::from((ip, 1688)), b).expect("start a KMS responder"));
             }
         }
         for target in ["kms1", "kms2", "old", "rogue", "ghost", "web"] {
-            corp = corp.record(&format!(
-                "_vlmcs._tcp 3600 IN SRV 0 0 1688 {target}.corp.test."
-            ));
+            corp = corp.record(&format!("_vlmcs._tcp 3600 IN SRV 0 0 1688 {target}.corp.test."));
         }
         corp = corp.record("_vlmcs._tcp 3600 IN SRV 5 0 1688 kms4.corp.test.");
-        let lab =
-            ZoneSpec::new("lab.test").record("_vlmcs._tcp 3600 IN SRV 0 0 1688 lab1.corp.test.");
+        let lab = ZoneSpec::new("lab.test").record("_vlmcs._tcp 3600 IN SRV 0 0 1688 lab1.corp.test.");
         let corp_lab = BindLab::primary_secondary(&[corp, lab]);
 
-        let branch =
-            ZoneSpec::new("branch.test").record("_vlmcs._tcp 3600 IN SRV 0 0 1688 kms1.corp.test.");
+        let branch = ZoneSpec::new("branch.test").record("_vlmcs._tcp 3600 IN SRV 0 0 1688 kms1.corp.test.");
         let branch_lab = BindLab::independent_primaries(&[branch], 2);
         branch_lab.update(
             0,
@@ -74,22 +67,12 @@ impl Estate {
         let inventory = corp_lab.dir.path().join("kmsdns.toml");
         let text = inventory_text(&corp_lab, &branch_lab, gone);
         std::fs::write(&inventory, text).expect("write the estate's inventory");
-        Estate {
-            corp: corp_lab,
-            branch: branch_lab,
-            gone,
-            inventory,
-            responders,
-        }
+        Estate { corp: corp_lab, branch: branch_lab, gone, inventory, responders }
     }
 }
 
 fn servers(lab: &BindLab) -> String {
-    lab.servers
-        .iter()
-        .map(|s| format!("\"{}\"", s.addr))
-        .collect::<Vec<_>>()
-        .join(", ")
+    lab.servers.iter().map(|s| format!("\"{}\"", s.addr)).collect::<Vec<_>>().join(", ")
 }
 
 fn inventory_text(corp: &BindLab, branch: &BindLab, gone: SocketAddr) -> String {

@@ -25,19 +25,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     for _ in 0..100 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("bind a UDP probe socket on 127.0.0.1:0");
-        let port = udp
-            .local_addr()
-            .expect("local address of the UDP probe socket")
-            .port();
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP probe socket on 127.0.0.1:0");
+        let port = udp.local_addr().expect("local address of the UDP probe socket").port();
         let tcp_free = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
-        if tcp_free
-            && HANDED_OUT
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(port)
-        {
+        if tcp_free && HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
             return port;
         }
     }
@@ -73,6 +64,8 @@ pub(crate) fn bind_tool(name: &str) -> PathBuf {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("`{name}` (BIND 9) is not installed; run `scripts/install-test-deps` to install the test dependencies")
+            panic!(
+                "`{name}` (BIND 9) is not installed; run `scripts/install-test-deps` to install the test dependencies"
+            )
         })
 }

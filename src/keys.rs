@@ -1,0 +1,206 @@
+//! TSIG secrets: read from their files only when an update needs them, refused when other
+//! users can read them, and never shown.
+//!
+//! A secret file holds either the base64 secret alone, or a BIND key statement as
+//! `tsig-keygen` writes it: `key "name" { algorithm hmac-sha256; secret "..."; };`.
+//! Like ssh with a private key, kmsdns refuses a file that group or others may read.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use base64::Engine;
+
+use crate::inventory::{KeySpec, TsigAlgorithmName};
+use crate::name::DnsName;
+
+/// A loaded key. Its `Debug` shows the name and algorithm, never the secret.
+#[derive(Clone)]
+pub struct TsigKey {
+    pub name: DnsName,
+    pub algorithm: TsigAlgorithmName,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TsigKey({} {}, secret hidden)", self.name, self.algorithm.as_str())
+    }
+}
+
+/// Why a key cannot be used. No variant carries any part of the file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key '{key}': cannot read {path}: {source}")]
+    Unreadable { key: DnsName, path: PathBuf, source: std::io::Error },
+    #[error(
+        "key '{key}': {path} is readable by group or others (mode {mode:04o}); kmsdns refuses such a secret: `chmod 600 {path}` (or 400)"
+    )]
+    Permissions { key: DnsName, path: PathBuf, mode: u32 },
+    #[error("key '{key}': {path}: {why}")]
+    Format { key: DnsName, path: PathBuf, why: String },
+}
+
+impl TsigKey {
+    /// A key from its parts (the demo and tests make their own secrets).
+    pub fn new(name: DnsName, algorithm: TsigAlgorithmName, secret: Vec<u8>) -> TsigKey {
+        TsigKey { name, algorithm, secret }
+    }
+
+    /// Reads the secret file of `spec`.
+    pub fn load(spec: &KeySpec) -> Result<TsigKey, KeyError> {
+        let path = &spec.secret_file;
+        let key = || spec.name.clone();
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Unreadable {
+            key: key(),
+            path: path.clone(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { key: key(), path: path.clone(), mode });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Unreadable {
+            key: key(),
+            path: path.clone(),
+            source,
+        })?;
+        let format = |why: String| KeyError::Format { key: key(), path: path.clone(), why };
+        let secret_b64 = parse_secret_file(&text, &spec.name, spec.algorithm).map_err(format)?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(secret_b64.as_bytes())
+            .map_err(|_| format("the secret is not valid base64".into()))?;
+        if secret.is_empty() {
+            return Err(format("the secret is empty".into()));
+        }
+        Ok(TsigKey { name: spec.name.clone(), algorithm: spec.algorithm, secret })
+    }
+
+    /// The signer hickory uses; fudge 300 s, as BIND and Windows use.
+    pub fn signer(&self) -> Result<hickory_proto::rr::TSigner, String> {
+        use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+        let algorithm = match self.algorithm {
+            TsigAlgorithmName::HmacSha256 => TsigAlgorithm::HmacSha256,
+            TsigAlgorithmName::HmacSha384 => TsigAlgorithm::HmacSha384,
+            TsigAlgorithmName::HmacSha512 => TsigAlgorithm::HmacSha512,
+        };
+        hickory_proto::rr::TSigner::new(self.secret.clone(), algorithm, self.name.to_hickory(), 300)
+            .map_err(|e| format!("key '{}': {e}", self.name))
+    }
+}
+
+/// The base64 text of the secret, from a bare secret or a BIND key statement for `name`.
+fn parse_secret_file(text: &str, name: &DnsName, algorithm: TsigAlgorithmName) -> Result<String, String> {
+    let body: String = text.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    if !body.contains("key") || !body.contains('{') {
+        let bare = body.trim();
+        if bare.is_empty() || bare.contains(char::is_whitespace) {
+            return Err("expected a base64 secret or a BIND key statement".into());
+        }
+        return Ok(bare.to_string());
+    }
+    // Each `key "<name>" { ... };` statement; BIND also writes names without quotes.
+    let mut found = Vec::new();
+    for stmt in body.split("key").skip(1) {
+        let Some((head, rest)) = stmt.split_once('{') else { continue };
+        let key_name = head.trim().trim_matches('"');
+        let Some(block) = rest.split('}').next() else { continue };
+        let mut alg = None;
+        let mut secret = None;
+        for part in block.split(';') {
+            let mut words = part.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("algorithm"), Some(a)) => alg = Some(a.trim_matches('"').to_ascii_lowercase()),
+                (Some("secret"), Some(s)) => secret = Some(s.trim_matches('"').to_string()),
+                _ => {}
+            }
+        }
+        found.push((key_name.to_string(), alg, secret));
+    }
+    let wanted = found.iter().find(|(n, _, _)| DnsName::parse(n).ok().as_ref() == Some(name));
+    let Some((_, alg, secret)) = wanted else {
+        let names: Vec<&str> = found.iter().map(|(n, _, _)| n.as_str()).collect();
+        return Err(format!("the file holds no key named '{name}' (it has: {})", names.join(", ")));
+    };
+    if let Some(a) = alg
+        && a != algorithm.as_str()
+    {
+        return Err(format!("the file says algorithm {a}, the inventory says {}", algorithm.as_str()));
+    }
+    secret.clone().ok_or_else(|| "the key statement has no secret".into())
+}
+
+/// Checks that a key can be loaded, for `kmsdns check-config`.
+pub fn check(spec: &KeySpec) -> Result<(), KeyError> {
+    TsigKey::load(spec).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::path::Path;
+
+    const SECRET: &str = "c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nLW9ubHktMTIzNDU2Nzg5MA==";
+
+    fn spec(dir: &Path, contents: &str, mode: u32) -> KeySpec {
+        let path = dir.join("k.key");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        KeySpec { name: DnsName::parse("kmsdns").unwrap(), algorithm: TsigAlgorithmName::HmacSha256, secret_file: path }
+    }
+
+    #[test]
+    fn bare_and_bind_secrets_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = TsigKey::load(&spec(dir.path(), &format!("{SECRET}\n"), 0o600)).unwrap();
+        let bind = format!("key \"kmsdns\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{SECRET}\";\n}};\n");
+        let from_bind = TsigKey::load(&spec(dir.path(), &bind, 0o400)).unwrap();
+        assert_eq!(bare.secret, from_bind.secret);
+        assert_eq!(bare.secret, b"secret-bytes-for-testing-only-1234567890");
+    }
+
+    #[test]
+    fn a_secret_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = TsigKey::load(&spec(dir.path(), SECRET, 0o644)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("readable by group or others (mode 0644)") && text.contains("chmod 600"), "{text}");
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrong_name = format!("key \"other\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};");
+        let wrong_alg = format!("key \"kmsdns\" {{ algorithm hmac-sha512; secret \"{SECRET}\"; }};");
+        for (text, want) in [
+            (wrong_name.as_str(), "no key named 'kmsdns' (it has: other)"),
+            (wrong_alg.as_str(), "the file says algorithm hmac-sha512"),
+            ("not base64 at all!", "expected a base64 secret"),
+            ("%%%%", "not valid base64"),
+        ] {
+            let e = TsigKey::load(&spec(dir.path(), text, 0o600)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains(SECRET) && !e.contains("secret-bytes"), "{e}");
+        }
+        let k = TsigKey::load(&spec(dir.path(), SECRET, 0o600)).unwrap();
+        let debug = format!("{k:?}");
+        assert!(
+            !debug.contains(SECRET) && !debug.contains("secret-bytes") && debug.contains("secret hidden"),
+            "{debug}"
+        );
+        assert!(k.signer().is_ok());
+    }
+
+    #[test]
+    fn a_missing_file_names_the_key_and_path() {
+        let s = KeySpec {
+            name: DnsName::parse("kmsdns").unwrap(),
+            algorithm: TsigAlgorithmName::HmacSha256,
+            secret_file: "/nonexistent/k.key".into(),
+        };
+        let e = TsigKey::load(&s).unwrap_err().to_string();
+        assert!(e.starts_with("key 'kmsdns': cannot read /nonexistent/k.key"), "{e}");
+    }
+}
