@@ -66,19 +66,19 @@ impl Code {
 }
 
 /// One thing wrong, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: Code,
     pub severity: Severity,
     pub zone: DnsName,
     /// The one server concerned; absent when it holds for every server that could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server: Option<String>,
     /// The SRV record concerned (present or, for `missing-record`, wanted).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub record: Option<SrvRecord>,
     /// The target host concerned.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target: Option<DnsName>,
     pub message: String,
     pub fix: String,

@@ -91,31 +91,33 @@ impl TsigKey {
 
 /// The base64 text of the secret, from a bare secret or a BIND key statement for `name`.
 fn parse_secret_file(text: &str, name: &DnsName, algorithm: TsigAlgorithmName) -> Result<String, String> {
-    let body: String = text.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
-    if !body.contains("key") || !body.contains('{') {
-        let bare = body.trim();
-        if bare.is_empty() || bare.contains(char::is_whitespace) {
-            return Err("expected a base64 secret or a BIND key statement".into());
-        }
-        return Ok(bare.to_string());
+    let tokens = tokenize(text);
+    if tokens.first().map(String::as_str) != Some("key") {
+        return match tokens.as_slice() {
+            [bare] if !bare.contains(['{', '}', ';']) => Ok(bare.clone()),
+            _ => Err("expected a base64 secret or a BIND key statement".into()),
+        };
     }
-    // Each `key "<name>" { ... };` statement; BIND also writes names without quotes.
+    // key <name> { algorithm <alg>; secret <secret>; }; ... (named.conf grammar)
     let mut found = Vec::new();
-    for stmt in body.split("key").skip(1) {
-        let Some((head, rest)) = stmt.split_once('{') else { continue };
-        let key_name = head.trim().trim_matches('"');
-        let Some(block) = rest.split('}').next() else { continue };
-        let mut alg = None;
-        let mut secret = None;
-        for part in block.split(';') {
-            let mut words = part.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("algorithm"), Some(a)) => alg = Some(a.trim_matches('"').to_ascii_lowercase()),
-                (Some("secret"), Some(s)) => secret = Some(s.trim_matches('"').to_string()),
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens[i] != "key" || tokens.get(i + 2).map(String::as_str) != Some("{") {
+            i += 1;
+            continue;
+        }
+        let key_name = tokens[i + 1].clone();
+        let (mut alg, mut secret) = (None, None);
+        i += 3;
+        while i < tokens.len() && tokens[i] != "}" {
+            match (tokens[i].as_str(), tokens.get(i + 1)) {
+                ("algorithm", Some(a)) => alg = Some(a.to_ascii_lowercase()),
+                ("secret", Some(s)) => secret = Some(s.clone()),
                 _ => {}
             }
+            i += 1;
         }
-        found.push((key_name.to_string(), alg, secret));
+        found.push((key_name, alg, secret));
     }
     let wanted = found.iter().find(|(n, _, _)| DnsName::parse(n).ok().as_ref() == Some(name));
     let Some((_, alg, secret)) = wanted else {
@@ -128,6 +130,49 @@ fn parse_secret_file(text: &str, name: &DnsName, algorithm: TsigAlgorithmName) -
         return Err(format!("the file says algorithm {a}, the inventory says {}", algorithm.as_str()));
     }
     secret.clone().ok_or_else(|| "the key statement has no secret".into())
+}
+
+/// Words, quoted strings (quotes removed) and the punctuation `{ } ;` of a BIND config text,
+/// without comments (`#`, `//`, `/* */`).
+fn tokenize(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '#' => while chars.next_if(|c| *c != '\n').is_some() {},
+            '/' if chars.peek() == Some(&'/') => while chars.next_if(|c| *c != '\n').is_some() {},
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+            }
+            '{' | '}' | ';' => tokens.push(c.to_string()),
+            '"' => {
+                let mut t = String::new();
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    t.push(c);
+                }
+                tokens.push(t);
+            }
+            c => {
+                let mut t = c.to_string();
+                while let Some(c) = chars.next_if(|c| !c.is_whitespace() && !matches!(c, '{' | '}' | ';' | '"')) {
+                    t.push(c);
+                }
+                tokens.push(t);
+            }
+        }
+    }
+    tokens
 }
 
 /// Checks that a key can be loaded, for `kmsdns check-config`.
@@ -155,7 +200,9 @@ mod tests {
     fn bare_and_bind_secrets_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let bare = TsigKey::load(&spec(dir.path(), &format!("{SECRET}\n"), 0o600)).unwrap();
-        let bind = format!("key \"kmsdns\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{SECRET}\";\n}};\n");
+        let bind = format!(
+            "# made by tsig-keygen\nkey \"other\" {{ secret \"AAAA\"; }};\nkey \"kmsdns\" {{\n\talgorithm hmac-sha256; // sha-2\n\tsecret \"{SECRET}\";\n}};\n"
+        );
         let from_bind = TsigKey::load(&spec(dir.path(), &bind, 0o400)).unwrap();
         assert_eq!(bare.secret, from_bind.secret);
         assert_eq!(bare.secret, b"secret-bytes-for-testing-only-1234567890");
@@ -177,6 +224,7 @@ mod tests {
         for (text, want) in [
             (wrong_name.as_str(), "no key named 'kmsdns' (it has: other)"),
             (wrong_alg.as_str(), "the file says algorithm hmac-sha512"),
+            ("key \"keykey\" { secret \"x\"; };", "no key named 'kmsdns' (it has: keykey)"),
             ("not base64 at all!", "expected a base64 secret"),
             ("%%%%", "not valid base64"),
         ] {

@@ -25,13 +25,16 @@
 //! Plan, apply and journal come next (RFC 2136 repair); [`demo`] and [`responder`] stage a
 //! small world on loopback so the whole pipeline can be seen without a real DNS or AD.
 
+pub mod apply;
 pub mod audit;
 pub mod demo;
 pub mod inventory;
+pub mod journal;
 pub mod keys;
 pub mod name;
 pub mod observe;
 pub mod plan;
+pub mod repair;
 pub mod report;
 pub mod responder;
 pub mod wire;

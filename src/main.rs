@@ -5,16 +5,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kmsdns::apply::Mode;
+use kmsdns::audit::Finding;
 use kmsdns::inventory::Inventory;
-use kmsdns::report::{AuditReport, EXIT_UNKNOWN};
+use kmsdns::journal::Journal;
+use kmsdns::observe::Observation;
+use kmsdns::report::{AuditReport, EXIT_UNKNOWN, PlanFile, RepairReport};
 
 const DEFAULT_CONFIG: &str = "/etc/kmsdns/kmsdns.toml";
+const WIDTH: usize = 100;
 
 const AFTER_HELP: &str = "\
 Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
 2 critical findings, 3 the audit could not run (bad configuration or arguments).
+repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed.
 
-Run `kmsdns demo` to see an audit of a small built-in world.";
+Run `kmsdns demo` to see an audit and a repair of a small built-in world.";
 
 /// Keeps the _vlmcs._tcp SRV records of Windows KMS hosts true.
 #[derive(Debug, Parser)]
@@ -32,6 +38,10 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     format: Format,
 
+    /// Where the journal lives (default: [daemon] state_dir of the inventory, /var/lib/kmsdns).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -44,9 +54,33 @@ struct Cli {
 enum Command {
     /// Audit every zone of the inventory: DNS answers of every server, KMS probes, findings.
     Audit,
-    /// Validate the inventory and exit (0 when valid, 3 with every problem when not).
+    /// Validate the inventory and its key files, and exit (0 valid, 3 with every problem).
     CheckConfig,
-    /// Start a small world on loopback (embedded DNS servers, KMS responders) and audit it.
+    /// Show the changes a repair would make, per zone, with the finding behind each.
+    Plan {
+        /// Also write the plan to FILE, for review and `kmsdns apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply a plan written by `kmsdns plan --out`, if the world still looks as it did then.
+    Apply {
+        /// The plan file.
+        plan: PathBuf,
+    },
+    /// Plan and show the repair; with --apply, send the updates (zones with policy = "repair").
+    Repair {
+        /// Send the updates. Without it nothing is changed.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// List the changes kmsdns has made, from the journal.
+    Journal,
+    /// Restore a zone's RRset as it was before journal entry ID.
+    Undo {
+        /// The journal entry to undo.
+        id: u64,
+    },
+    /// Start a small world on loopback (embedded DNS servers, KMS responders), audit and repair it.
     Demo,
 }
 
@@ -61,7 +95,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            // Help and version are not errors; a bad argument means the audit could not run.
+            // Help and version are not errors; a bad argument means the command could not run.
             return ExitCode::from(if e.use_stderr() { EXIT_UNKNOWN as u8 } else { 0 });
         }
     };
@@ -69,9 +103,17 @@ fn main() -> ExitCode {
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
         (Some(Command::Demo), _) => demo(cli.format),
-        (Some(Command::Audit), _) | (None, true) => with_inventory(&cli.config, |inv| audit(&inv, cli.format)),
+        (Some(Command::Audit), _) | (None, true) => with_inventory(&cli, |inv, rt| {
+            let report = rt.block_on(audit_report(&inv)).0;
+            print_report(&report, cli.format)
+        }),
+        (Some(Command::Plan { out }), _) => with_inventory(&cli, |inv, rt| plan(&inv, rt, cli.format, out.as_deref())),
+        (Some(Command::Repair { apply }), _) => with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply)),
+        (Some(Command::Apply { plan }), _) => with_inventory(&cli, |inv, rt| apply_plan(&cli, &inv, rt, plan)),
+        (Some(Command::Journal), _) => with_inventory(&cli, |inv, _| journal(&cli, &inv)),
+        (Some(Command::Undo { id }), _) => with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id)),
         (None, false) => {
-            eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns check-config`, `kmsdns demo` (see --help)");
+            eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns repair`, `kmsdns demo` (see --help)");
             EXIT_UNKNOWN
         }
     };
@@ -97,20 +139,24 @@ fn load(path: &Path) -> Result<Inventory, i32> {
 }
 
 fn check_config(path: &Path) -> i32 {
-    match load(path) {
-        Ok(inv) => {
-            println!("{}: valid ({} zone(s), {} host(s))", path.display(), inv.zones.len(), inv.hosts.len());
-            0
-        }
-        Err(code) => code,
+    let inv = match load(path) {
+        Ok(inv) => inv,
+        Err(code) => return code,
+    };
+    let key_problems: Vec<String> =
+        inv.keys.iter().filter_map(|k| kmsdns::keys::check(k).err()).map(|e| e.to_string()).collect();
+    if !key_problems.is_empty() {
+        eprintln!("kmsdns: unusable keys\n{}", key_problems.join("\n"));
+        return EXIT_UNKNOWN;
     }
-}
-
-fn with_inventory(path: &Path, f: impl FnOnce(Inventory) -> i32) -> i32 {
-    match load(path) {
-        Ok(inv) => f(inv),
-        Err(code) => code,
-    }
+    println!(
+        "{}: valid ({} zone(s), {} host(s), {} key(s))",
+        path.display(),
+        inv.zones.len(),
+        inv.hosts.len(),
+        inv.keys.len()
+    );
+    0
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
@@ -120,34 +166,214 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
     })
 }
 
-fn audit(inv: &Inventory, format: Format) -> i32 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
+fn with_inventory(cli: &Cli, f: impl FnOnce(Inventory, &tokio::runtime::Runtime) -> i32) -> i32 {
+    let inv = match load(&cli.config) {
+        Ok(inv) => inv,
         Err(code) => return code,
     };
-    let report = rt.block_on(audit_report(inv));
-    print_report(&report, format)
+    match runtime() {
+        Ok(rt) => f(inv, &rt),
+        Err(code) => code,
+    }
 }
 
-async fn audit_report(inv: &Inventory) -> AuditReport {
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+async fn audit_report(inv: &Inventory) -> (AuditReport, Observation, Vec<Finding>) {
     let obs = kmsdns::observe::observe(inv).await;
     let findings = kmsdns::audit::audit(inv, &obs);
-    let generated = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    AuditReport::new(inv, &obs, findings, generated)
+    (AuditReport::new(inv, &obs, findings.clone(), now()), obs, findings)
+}
+
+/// Writes to stdout; a closed pipe (`kmsdns audit | head`) is not worth a panic.
+fn emit(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 fn print_report(report: &AuditReport, format: Format) -> i32 {
-    let out = match format {
-        Format::Json => report.to_json() + "\n",
+    match format {
+        Format::Json => emit(&(report.to_json() + "\n")),
+        Format::Text => emit(&report.to_text(WIDTH, colour())),
+    }
+    report.summary.exit_code
+}
+
+fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Option<&Path>) -> i32 {
+    let (report, obs, findings) = rt.block_on(audit_report(inv));
+    let plan = kmsdns::plan::plan(inv, &obs, &findings);
+    let file = PlanFile {
+        schema: kmsdns::report::SCHEMA,
+        generated: now(),
+        observation: kmsdns::repair::fingerprint(&obs),
+        findings,
+        zones: plan.zones,
+    };
+    let json = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
+    if let Some(path) = out
+        && let Err(e) = std::fs::write(path, &json)
+    {
+        eprintln!("kmsdns: cannot write the plan to {}: {e}", path.display());
+        return EXIT_UNKNOWN;
+    }
+    match format {
+        Format::Json => emit(&json),
         Format::Text => {
-            let tty = std::io::stdout().is_terminal();
-            let colour = tty && std::env::var_os("NO_COLOR").is_none();
-            report.to_text(100, colour)
+            let mut text = String::new();
+            for z in &file.zones {
+                kmsdns::report::zone_plan_text(&mut text, z, WIDTH);
+                text.push('\n');
+            }
+            if let Some(path) = out {
+                text.push_str(&format!(
+                    "plan written to {}; apply it with `kmsdns apply {}`\n",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            emit(&text);
+        }
+    }
+    report.summary.exit_code
+}
+
+/// Opens the journal, reporting changes a crash left without an outcome.
+fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
+    let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
+    let journal = Journal::open(&dir).map_err(|e| {
+        eprintln!("kmsdns: {e}");
+        EXIT_UNKNOWN
+    })?;
+    match journal.settle_interrupted() {
+        Ok(open) => {
+            for i in open {
+                eprintln!(
+                    "kmsdns: journal entry {} (zone {}, to {}) was sent or about to be when kmsdns stopped; its outcome is unknown: audit the zone",
+                    i.id, i.zone, i.server
+                );
+            }
+            Ok(journal)
+        }
+        Err(e) => {
+            eprintln!("kmsdns: {e}");
+            Err(EXIT_UNKNOWN)
+        }
+    }
+}
+
+fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], applied: bool, format: Format) -> i32 {
+    let code = kmsdns::report::repair_exit_code(outcomes);
+    match format {
+        Format::Json => {
+            let r = RepairReport {
+                schema: kmsdns::report::SCHEMA,
+                generated: now(),
+                applied,
+                findings,
+                zones: outcomes,
+                exit_code: code,
+            };
+            emit(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+        }
+        Format::Text => emit(&kmsdns::report::repair_text(outcomes, WIDTH)),
+    }
+    code
+}
+
+fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
+    let journal = if apply {
+        match open_journal(cli, inv) {
+            Ok(j) => Some(j),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
+    rt.block_on(async {
+        let (_, obs, findings) = audit_report(inv).await;
+        let plan = kmsdns::plan::plan(inv, &obs, &findings);
+        let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, mode).await;
+        print_repair(&findings, &outcomes, apply, cli.format)
+    })
+}
+
+fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &Path) -> i32 {
+    let file: PlanFile = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("not a kmsdns plan ({e})")))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kmsdns: {}: {e}", path.display());
+            return EXIT_UNKNOWN;
         }
     };
-    // A closed pipe (`kmsdns --audit | head`) is not an error worth a panic.
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    report.summary.exit_code
+    let journal = match open_journal(cli, inv) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let obs = kmsdns::observe::observe(inv).await;
+        if kmsdns::repair::fingerprint(&obs) != file.observation {
+            eprintln!(
+                "kmsdns: {}: refused: what the servers and hosts answer now differs from what the plan was made from; make a new plan (`kmsdns plan --out FILE`) and review it",
+                path.display()
+            );
+            return 2;
+        }
+        let plan = kmsdns::plan::Plan { zones: file.zones };
+        let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, Mode::Apply(&journal)).await;
+        print_repair(&file.findings, &outcomes, true, cli.format)
+    })
+}
+
+fn journal(cli: &Cli, inv: &Inventory) -> i32 {
+    let journal = match open_journal(cli, inv) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    match journal.entries() {
+        Ok(entries) => {
+            match cli.format {
+                Format::Json => emit(&(serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n")),
+                Format::Text => emit(&kmsdns::report::journal_text(&entries)),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("kmsdns: {e}");
+            EXIT_UNKNOWN
+        }
+    }
+}
+
+fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64) -> i32 {
+    let journal = match open_journal(cli, inv) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    match rt.block_on(kmsdns::repair::undo(inv, &journal, id)) {
+        Ok(outcome) => {
+            match cli.format {
+                Format::Json => emit(&(serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n")),
+                Format::Text => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
+            }
+            match outcome.result {
+                kmsdns::repair::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
+                _ => 2,
+            }
+        }
+        Err(e) => {
+            eprintln!("kmsdns: undo {id}: {e}");
+            2
+        }
+    }
 }
 
 fn demo(format: Format) -> i32 {
@@ -175,7 +401,7 @@ fn demo(format: Format) -> i32 {
             world.inventory.display()
         );
         eprintln!("demo: kms1 is healthy, kms2 is dead, kms-old is decommissioned, desk42 is a rogue KMS host\n");
-        let report = audit_report(&inv).await;
+        let report = audit_report(&inv).await.0;
         print_report(&report, format);
         // The demo ran: its own exit code is 0 whatever the demo zone's findings are.
         0

@@ -316,3 +316,166 @@ mod tests {
         assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
     }
 }
+
+/// A plan as `kmsdns plan --out` writes it and `kmsdns apply` reads it (schema 1).
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct PlanFile {
+    pub schema: u32,
+    pub generated: String,
+    /// The fingerprint of the observation the plan was made from ([`crate::repair::fingerprint`]).
+    pub observation: String,
+    pub findings: Vec<Finding>,
+    pub zones: Vec<crate::plan::ZonePlan>,
+}
+
+/// The result of `kmsdns repair` or `kmsdns apply`, as JSON (schema 1).
+#[derive(Debug, Serialize)]
+pub struct RepairReport<'a> {
+    pub schema: u32,
+    pub generated: String,
+    pub applied: bool,
+    pub findings: &'a [Finding],
+    pub zones: &'a [crate::repair::ZoneOutcome],
+    pub exit_code: i32,
+}
+
+/// The exit code of a repair: 0 done (or nothing to do), 1 something held back or not
+/// applied by policy, 2 an update failed, conflicted or did not reach every server.
+pub fn repair_exit_code(outcomes: &[crate::repair::ZoneOutcome]) -> i32 {
+    outcomes.iter().map(|o| i32::from(o.result.severity(&o.plan))).max().unwrap_or(0)
+}
+
+/// One zone's plan for a person: the RRset now, each change with its reason, what was held.
+pub fn zone_plan_text(out: &mut String, p: &crate::plan::ZonePlan, width: usize) {
+    use crate::inventory::Policy;
+    use crate::plan::Action;
+    let policy = match p.policy {
+        Policy::Audit => "audit",
+        Policy::Repair => "repair",
+    };
+    let _ = writeln!(out, "zone {} (policy {policy})", p.zone);
+    if p.before.is_empty() {
+        let _ = writeln!(out, "  now: no SRV records");
+    }
+    for r in &p.before {
+        let _ = writeln!(out, "  now: {r}");
+    }
+    for c in &p.changes {
+        let sign = match c.action {
+            Action::Delete => "-",
+            Action::Add => "+",
+        };
+        let _ = writeln!(out, "  {sign} {}   ({})", c.record, c.code.as_str());
+    }
+    for h in &p.held {
+        let what = h.record.as_ref().map(|r| format!("{r}: ")).unwrap_or_default();
+        push_wrapped(out, "  held: ", &format!("{what}{}", h.reason), width);
+    }
+    if p.changes.is_empty() && p.held.is_empty() {
+        let _ = writeln!(out, "  no change needed");
+    }
+}
+
+/// What became of each zone, for a person.
+pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> String {
+    use crate::repair::ZoneResult;
+    let mut out = String::new();
+    for o in outcomes {
+        zone_plan_text(&mut out, &o.plan, width);
+        let result = match &o.result {
+            ZoneResult::NothingToDo => None,
+            ZoneResult::NotApplied => Some("not applied".to_string()),
+            ZoneResult::WouldApply => Some("would apply: run `kmsdns repair --apply` to send this update".into()),
+            ZoneResult::Applied { id, attempts, lagging } if lagging.is_empty() => {
+                Some(format!("applied (journal entry {id}, attempt {attempts}); every server serves the new RRset"))
+            }
+            ZoneResult::Applied { id, lagging, .. } => Some(format!(
+                "applied (journal entry {id}), but {} did not serve the new RRset in time (server-divergence)",
+                lagging.join(", ")
+            )),
+            ZoneResult::SettledByOther { attempts } => {
+                Some(format!("another writer changed the zone; after {attempts} attempt(s) nothing is left to do"))
+            }
+            ZoneResult::Conflict { error, .. } => Some(format!("CONFLICT: {error}")),
+            ZoneResult::Failed { error } => Some(format!("FAILED: {error}")),
+        };
+        if let Some(r) = result {
+            push_wrapped(&mut out, "  result: ", &r, width);
+        }
+        for s in &o.servers {
+            let mark = if s.converged { "ok" } else { "LAGGING" };
+            push_wrapped(&mut out, &format!("    {} {mark}: ", s.server), &s.answer, width);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The journal as a table.
+pub fn journal_text(entries: &[crate::journal::Entry]) -> String {
+    let mut out = String::new();
+    if entries.is_empty() {
+        out.push_str("the journal is empty\n");
+    }
+    for e in entries {
+        let i = &e.intent;
+        let result = match &e.outcome {
+            Some(o) if o.applied => "applied".to_string(),
+            Some(o) => format!("not applied ({})", o.answer),
+            None => "no outcome recorded".into(),
+        };
+        let removed: Vec<String> = i
+            .before
+            .iter()
+            .filter(|b| !i.after.iter().any(|a| a.same_rdata(b)))
+            .map(|r| format!("-{}", r.target))
+            .collect();
+        let added: Vec<String> = i
+            .after
+            .iter()
+            .filter(|a| !i.before.iter().any(|b| b.same_rdata(a)))
+            .map(|r| format!("+{}", r.target))
+            .collect();
+        let undo = i.undo_of.map(|n| format!(" (undo of {n})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>4}  {}  {}  {}  {result}{undo}  {} {}",
+            i.id,
+            i.time,
+            i.zone,
+            i.server,
+            removed.join(" "),
+            added.join(" ")
+        );
+    }
+    out
+}
+
+/// What `kmsdns undo` did, for a person.
+pub fn undo_text(o: &crate::repair::UndoOutcome, width: usize) -> String {
+    use crate::repair::ZoneResult;
+    let mut out = format!("undo of journal entry {} in zone {}\n", o.undone, o.zone);
+    for r in &o.from {
+        let _ = writeln!(out, "  was:      {r}");
+    }
+    for r in &o.to {
+        let _ = writeln!(out, "  restored: {r}");
+    }
+    let result = match &o.result {
+        ZoneResult::Applied { id, lagging, .. } if lagging.is_empty() => {
+            format!("applied (journal entry {id}); every server serves the restored RRset")
+        }
+        ZoneResult::Applied { id, lagging, .. } => {
+            format!("applied (journal entry {id}), but {} did not follow in time", lagging.join(", "))
+        }
+        ZoneResult::Conflict { error, .. } => format!("REFUSED: {error}"),
+        ZoneResult::Failed { error } => format!("FAILED: {error}"),
+        other => format!("{other:?}"),
+    };
+    push_wrapped(&mut out, "  result: ", &result, width);
+    for s in &o.servers {
+        let mark = if s.converged { "ok" } else { "LAGGING" };
+        push_wrapped(&mut out, &format!("    {} {mark}: ", s.server), &s.answer, width);
+    }
+    out
+}

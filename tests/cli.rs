@@ -185,7 +185,7 @@ fn a_good_config_is_confirmed() {
     std::fs::write(&path, format!("[[zone]]\nname = \"a.test\"\nservers = [\"127.0.0.1:{}\"]\n", free_port())).unwrap();
     let out = kmsdns(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("valid (1 zone(s), 0 host(s))"));
+    assert!(stdout(&out).contains("valid (1 zone(s), 0 host(s), 0 key(s))"), "{}", stdout(&out));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsHandle, DnsMultiplexer, FirstAnswer};
-use hickory_proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 use serde::Serialize;
 
@@ -180,15 +180,37 @@ impl DnsReader {
     }
 
     async fn tcp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
-        let (connect, handle) = TcpClientStream::new(server, None, Some(self.timeout), TokioRuntimeProvider::new());
-        let stream = tokio::time::timeout(self.timeout, connect).await.map_err(|_| NetError::Timeout)??;
-        let mux = DnsMultiplexer::new(stream, handle).with_timeout(self.timeout);
-        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
-        let task = tokio::spawn(background);
-        let result = ask(&client, name, rtype).await;
-        task.abort();
+        let client = tcp_client(server, self.timeout).await?;
+        let result = ask(&client.0, name, rtype).await;
+        client.1.abort();
         result
     }
+}
+
+/// A client on one TCP connection, and the task that drives it (abort it when done).
+async fn tcp_client(
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<(Client<TokioRuntimeProvider>, tokio::task::JoinHandle<()>), NetError> {
+    let (connect, handle) = TcpClientStream::new(server, None, Some(timeout), TokioRuntimeProvider::new());
+    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| NetError::Timeout)??;
+    let mux = DnsMultiplexer::new(stream, handle).with_timeout(timeout);
+    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
+    Ok((client, tokio::spawn(background)))
+}
+
+/// Sends a finished message (an UPDATE, already signed) over TCP and returns the answer as
+/// received, with its bytes for TSIG verification. Nothing is added to the message on the way:
+/// the multiplexer only sets a fresh ID, which TSIG's original-ID field allows for.
+pub(crate) async fn send_over_tcp(
+    server: SocketAddr,
+    message: Message,
+    timeout: Duration,
+) -> Result<DnsResponse, NetError> {
+    let (client, task) = tcp_client(server, timeout).await?;
+    let result = client.send(DnsRequest::new(message, DnsRequestOptions::default())).first_answer().await;
+    task.abort();
+    result
 }
 
 async fn ask(

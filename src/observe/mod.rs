@@ -251,3 +251,8 @@ async fn resolve_servers(
     }
     out
 }
+
+/// The longest one exchange can take with all its retries.
+pub fn worst_case(timeout: std::time::Duration, retries: u8) -> std::time::Duration {
+    timeout * (u32::from(retries) + 1)
+}

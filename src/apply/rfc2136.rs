@@ -1,0 +1,320 @@
+//! RFC 2136 UPDATEs of a zone's `_vlmcs._tcp` RRset: building, signing, and reading the answer.
+//!
+//! Every UPDATE carries a value-dependent prerequisite (RFC 2136 §2.4.2): the RRset must
+//! still be exactly what was observed, or, when none was, must not exist (§2.4.3). A
+//! concurrent writer's change therefore makes the server answer NXRRSET or YXRRSET instead of
+//! being overwritten.
+//!
+//! The message is signed here, not by a signer on the transport: hickory's transport signer
+//! turns the unsigned NOTAUTH/BADKEY a server sends for an unknown key into an opaque error
+//! (hickory-dns#1981), and an admin needs to know which of BADKEY, BADSIG or BADTIME it was.
+//! The answer's MAC is then checked here too (RFC 8945 §5.3, the request MAC included).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
+use hickory_proto::rr::rdata::SRV;
+use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+
+use crate::keys::TsigKey;
+use crate::name::DnsName;
+use crate::observe::SrvRecord;
+
+/// One zone's change: the RRset it must still be, and what to delete and add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrsetUpdate {
+    pub zone: DnsName,
+    pub expected: Vec<SrvRecord>,
+    pub deletes: Vec<SrvRecord>,
+    pub adds: Vec<SrvRecord>,
+}
+
+impl RrsetUpdate {
+    /// The RRset once the update is applied.
+    pub fn after(&self) -> Vec<SrvRecord> {
+        let mut after: Vec<SrvRecord> =
+            self.expected.iter().filter(|r| !self.deletes.iter().any(|d| d.same_rdata(r))).cloned().collect();
+        for a in &self.adds {
+            if !after.iter().any(|r| r.same_rdata(a)) {
+                after.push(a.clone());
+            }
+        }
+        after.sort();
+        after
+    }
+}
+
+/// Why an UPDATE did not take effect. Messages name the zone, the server and the fix; none
+/// carries a secret.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("zone {zone}: update refused by {server} (REFUSED): {hint}")]
+    Refused { zone: DnsName, server: SocketAddr, hint: String },
+    #[error("zone {zone}: {server} rejected the signature (NOTAUTH, TSIG error {tsig}): {hint}")]
+    BadSignature { zone: DnsName, server: SocketAddr, tsig: String, hint: String },
+    #[error("zone {zone}: {server} is not authoritative for the zone (NOTAUTH); check `primary =`")]
+    NotAuthoritative { zone: DnsName, server: SocketAddr },
+    #[error("zone {zone}: {server} says the records are outside the zone (NOTZONE); check the zone name")]
+    NotZone { zone: DnsName, server: SocketAddr },
+    #[error(
+        "zone {zone}: {server} failed the update (SERVFAIL); its log says why (Samba answers SERVFAIL when AD denies the write)"
+    )]
+    ServFail { zone: DnsName, server: SocketAddr },
+    #[error("zone {zone}: the RRset changed since it was observed ({rcode} from {server}); nothing was overwritten")]
+    Conflict { zone: DnsName, server: SocketAddr, rcode: String },
+    #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
+    Timeout { zone: DnsName, server: SocketAddr, timeout: Duration },
+    #[error("zone {zone}: cannot reach {server}: {why}")]
+    Network { zone: DnsName, server: SocketAddr, why: String },
+    #[error(
+        "zone {zone}: the answer from {server} cannot be trusted: {why}; see what the servers hold with `kmsdns audit`"
+    )]
+    UnverifiedAnswer { zone: DnsName, server: SocketAddr, why: String },
+    #[error("zone {zone}: {server} answered {rcode}")]
+    Other { zone: DnsName, server: SocketAddr, rcode: String },
+    #[error("zone {zone}: cannot sign the update: {why}")]
+    Signing { zone: DnsName, why: String },
+}
+
+impl UpdateError {
+    /// The server's answer, short, as the journal records it.
+    pub fn answer(&self) -> String {
+        match self {
+            UpdateError::Refused { .. } => "REFUSED".into(),
+            UpdateError::BadSignature { tsig, .. } => format!("NOTAUTH ({tsig})"),
+            UpdateError::NotAuthoritative { .. } => "NOTAUTH".into(),
+            UpdateError::NotZone { .. } => "NOTZONE".into(),
+            UpdateError::ServFail { .. } => "SERVFAIL".into(),
+            UpdateError::Conflict { rcode, .. } => rcode.clone(),
+            UpdateError::Timeout { .. } => "timeout".into(),
+            UpdateError::Network { why, .. } => format!("network: {why}"),
+            UpdateError::UnverifiedAnswer { why, .. } => format!("unverified: {why}"),
+            UpdateError::Other { rcode, .. } => rcode.clone(),
+            UpdateError::Signing { why, .. } => format!("not sent: {why}"),
+        }
+    }
+
+    /// A prerequisite failed: someone else changed the RRset.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, UpdateError::Conflict { .. })
+    }
+
+    /// True when the server may have applied the change although we cannot tell.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, UpdateError::Timeout { .. } | UpdateError::Network { .. } | UpdateError::UnverifiedAnswer { .. })
+    }
+}
+
+fn srv_record(owner: &DnsName, r: &SrvRecord, ttl: u32, class: DNSClass) -> Record {
+    let rdata = RData::SRV(SRV::new(r.priority, r.weight, r.port, r.target.to_hickory()));
+    let mut rec = Record::from_rdata(owner.to_hickory(), ttl, rdata);
+    rec.dns_class = class;
+    rec
+}
+
+/// The UPDATE message for `u` (unsigned).
+pub fn build(u: &RrsetUpdate, id: u16) -> Message {
+    let owner = u.zone.vlmcs_owner();
+    let mut m = Message::new(id, MessageType::Query, OpCode::Update);
+    let mut zone = Query::query(u.zone.to_hickory(), RecordType::SOA);
+    zone.set_query_class(DNSClass::IN);
+    m.add_zone(zone);
+    if u.expected.is_empty() {
+        // RFC 2136 §2.4.3: "RRset does not exist": class NONE, type SRV, TTL 0, no RDATA.
+        let mut none = Record::update0(owner.to_hickory(), 0, RecordType::SRV).into_record_of_rdata();
+        none.dns_class = DNSClass::NONE;
+        m.add_pre_requisite(none);
+    } else {
+        // §2.4.2: "RRset exists (value dependent)": the whole RRset, class IN, TTL 0.
+        for r in &u.expected {
+            m.add_pre_requisite(srv_record(&owner, r, 0, DNSClass::IN));
+        }
+    }
+    for r in &u.deletes {
+        // §2.5.4: delete an RR from an RRset: class NONE, TTL 0.
+        m.add_update(srv_record(&owner, r, 0, DNSClass::NONE));
+    }
+    for r in &u.adds {
+        m.add_update(srv_record(&owner, r, r.ttl, DNSClass::IN));
+    }
+    m
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Signs (when a key is given), sends over TCP to `server`, and maps the answer.
+pub(super) async fn send(
+    u: &RrsetUpdate,
+    server: SocketAddr,
+    key: Option<&TsigKey>,
+    timeout: Duration,
+) -> Result<(), UpdateError> {
+    let zone = u.zone.clone();
+    let mut m = build(u, rand_id());
+    let now = unix_now();
+    let signer = match key {
+        Some(k) => Some(k.signer().map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?),
+        None => None,
+    };
+    let request_mac = match &signer {
+        Some(s) => {
+            m.finalize(s, now).map_err(|e| UpdateError::Signing { zone: zone.clone(), why: e.to_string() })?;
+            m.signature().map(|t| t.data.mac.clone())
+        }
+        None => None,
+    };
+    let response = match tokio::time::timeout(timeout, crate::observe::dns::send_over_tcp(server, m, timeout)).await {
+        Err(_) => return Err(UpdateError::Timeout { zone, server, timeout }),
+        Ok(Err(hickory_net::NetError::Timeout)) => return Err(UpdateError::Timeout { zone, server, timeout }),
+        Ok(Err(e)) => return Err(UpdateError::Network { zone, server, why: e.to_string() }),
+        Ok(Ok(r)) => r,
+    };
+    let rcode = response.metadata.response_code;
+    let tsig = response.signature();
+    let key_name = key.map(|k| k.name.to_string()).unwrap_or_default();
+
+    // The TSIG error field speaks first: a server that could not verify us says so there.
+    if let Some(t) = tsig
+        && let Some(err) = &t.data.error
+    {
+        let (name, hint) = match err {
+            TsigError::BadKey => (
+                "BADKEY",
+                format!(
+                    "the server does not know a key named '{key_name}' with this algorithm; check the name and algorithm in its configuration"
+                ),
+            ),
+            TsigError::BadSig => (
+                "BADSIG",
+                format!("the secret of key '{key_name}' does not match the server's copy; check secret_file"),
+            ),
+            TsigError::BadTime => {
+                let server_time = other_time(&t.data.other).unwrap_or(t.data.time);
+                let skew = server_time as i64 - now as i64;
+                (
+                    "BADTIME",
+                    format!(
+                        "the clocks of this host and the server differ by {skew} s, more than the 300 s TSIG allows; fix NTP"
+                    ),
+                )
+            }
+            TsigError::BadTrunc => ("BADTRUNC", "the server refused a truncated MAC".into()),
+            TsigError::Unknown(_) => ("unknown", "the server reported a TSIG error kmsdns does not know".into()),
+        };
+        return Err(UpdateError::BadSignature { zone, server, tsig: name.into(), hint });
+    }
+
+    // A signed request's answer must carry a MAC over our request MAC, or it could be forged.
+    if let (Some(s), Some(req_mac)) = (&signer, &request_mac) {
+        match tsig {
+            Some(t) if !t.data.mac.is_empty() => {
+                let (_, _, window) = s.verify_message_byte(response.as_buffer(), Some(req_mac), true).map_err(|e| {
+                    UpdateError::UnverifiedAnswer {
+                        zone: zone.clone(),
+                        server,
+                        why: format!("its TSIG does not verify ({e})"),
+                    }
+                })?;
+                if !window.contains(&unix_now()) {
+                    let why = "its TSIG time is outside the 300 s window".into();
+                    return Err(UpdateError::UnverifiedAnswer { zone, server, why });
+                }
+            }
+            _ if rcode == ResponseCode::NoError => {
+                return Err(UpdateError::UnverifiedAnswer { zone, server, why: "it is not signed".into() });
+            }
+            // An unsigned error answer is what servers send when they could not check us.
+            _ => {}
+        }
+    }
+
+    match rcode {
+        ResponseCode::NoError => Ok(()),
+        ResponseCode::Refused => {
+            let hint = match key {
+                Some(_) => format!(
+                    "the key '{key_name}' is not allowed to update this zone, or {server} is not the zone's primary; check `update-policy`/`allow-update` there and `primary =` in the inventory"
+                ),
+                None => "the server takes no unsigned updates; give the zone an update_key".into(),
+            };
+            Err(UpdateError::Refused { zone, server, hint })
+        }
+        ResponseCode::NotAuth => Err(UpdateError::NotAuthoritative { zone, server }),
+        ResponseCode::NotZone => Err(UpdateError::NotZone { zone, server }),
+        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server }),
+        ResponseCode::NXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "NXRRSET".into() }),
+        ResponseCode::YXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "YXRRSET".into() }),
+        ResponseCode::NXDomain => Err(UpdateError::Conflict { zone, server, rcode: "NXDOMAIN".into() }),
+        ResponseCode::YXDomain => Err(UpdateError::Conflict { zone, server, rcode: "YXDOMAIN".into() }),
+        other => Err(UpdateError::Other { zone, server, rcode: other.to_string() }),
+    }
+}
+
+/// The server's clock from a BADTIME answer's "other data" (RFC 8945 §5.2.3: 48 bits).
+fn other_time(other: &[u8]) -> Option<u64> {
+    let b: [u8; 6] = other.try_into().ok()?;
+    Some(u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
+}
+
+fn rand_id() -> u16 {
+    // The multiplexer replaces the ID with a random one anyway; this only needs to be some value.
+    (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) & 0xffff) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: &str, prio: u16) -> SrvRecord {
+        SrvRecord { target: DnsName::parse(t).unwrap(), port: 1688, priority: prio, weight: 0, ttl: 600 }
+    }
+
+    #[test]
+    fn the_prerequisite_is_the_observed_rrset_or_its_absence() {
+        let zone = DnsName::parse("corp.test").unwrap();
+        let u = RrsetUpdate {
+            zone: zone.clone(),
+            expected: vec![rec("a.corp.test", 0), rec("b.corp.test", 0)],
+            deletes: vec![rec("b.corp.test", 0)],
+            adds: vec![rec("c.corp.test", 5)],
+        };
+        let m = build(&u, 7);
+        assert_eq!(m.metadata.op_code, OpCode::Update);
+        assert_eq!(m.queries[0].query_type(), RecordType::SOA);
+        // Prerequisites travel in the answer section, updates in the authority section.
+        assert_eq!(m.answers.len(), 2);
+        assert!(m.answers.iter().all(|r| r.dns_class == DNSClass::IN && r.ttl == 0));
+        assert_eq!(m.authorities.len(), 2);
+        assert_eq!((m.authorities[0].dns_class, m.authorities[0].ttl), (DNSClass::NONE, 0));
+        assert_eq!((m.authorities[1].dns_class, m.authorities[1].ttl), (DNSClass::IN, 600));
+        let bytes = m.to_vec().unwrap();
+        assert_eq!(Message::from_vec(&bytes).unwrap().answers.len(), 2);
+
+        let empty = RrsetUpdate { zone, expected: vec![], deletes: vec![], adds: vec![rec("a.corp.test", 0)] };
+        let m = build(&empty, 8);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!((m.answers[0].dns_class, m.answers[0].record_type()), (DNSClass::NONE, RecordType::SRV));
+    }
+
+    #[test]
+    fn after_applies_deletes_then_adds() {
+        let u = RrsetUpdate {
+            zone: DnsName::parse("corp.test").unwrap(),
+            expected: vec![rec("a.corp.test", 0), rec("b.corp.test", 0)],
+            deletes: vec![rec("a.corp.test", 0)],
+            adds: vec![rec("c.corp.test", 0), rec("b.corp.test", 0)],
+        };
+        let targets: Vec<String> = u.after().iter().map(|r| r.target.to_string()).collect();
+        assert_eq!(targets, vec!["b.corp.test", "c.corp.test"]);
+    }
+
+    #[test]
+    fn badtime_other_data_is_the_servers_clock() {
+        assert_eq!(other_time(&[0, 0, 0x65, 0x00, 0x00, 0x01]), Some(0x6500_0001));
+        assert_eq!(other_time(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,260 @@
+//! The journal: every change kmsdns sends, written before it is sent and again when the
+//! answer comes, so that it can be listed, undone, and noticed after a crash.
+//!
+//! One JSON object per line in `<state_dir>/journal.jsonl`, each line written with one
+//! `write` under an exclusive lock and fsynced before the change goes out. An `intent` line
+//! without its `outcome` means kmsdns stopped between the two; the next command that opens the
+//! journal reports it and records the outcome as unknown, so it is reported once.
+//!
+//! No secret is ever written here: entries hold zones, servers, records and answers.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::DnsName;
+use crate::observe::SrvRecord;
+
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum Line {
+    /// Written and fsynced before the UPDATE is sent.
+    Intent(Intent),
+    /// Written when the answer came (or it is known that none will).
+    Outcome(Outcome),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: u64,
+    pub time: String,
+    pub zone: DnsName,
+    /// Where the UPDATE goes.
+    pub server: String,
+    /// The RRset before (the prerequisite) and after the change.
+    pub before: Vec<SrvRecord>,
+    pub after: Vec<SrvRecord>,
+    /// Why: the findings behind each change, or "undo of N".
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub id: u64,
+    pub time: String,
+    /// True when the server applied the change.
+    pub applied: bool,
+    /// The server's answer ("NOERROR", "REFUSED", ...) or what went wrong.
+    pub answer: String,
+}
+
+/// An intent with its outcome, if one was recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub intent: Intent,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("journal {path}, line {line}: not a journal entry ({why}); the file was edited or damaged")]
+    Corrupt { path: PathBuf, line: usize, why: String },
+    #[error("journal {path}: no change with id {id}")]
+    NoSuchEntry { path: PathBuf, id: u64 },
+}
+
+/// The journal of one state directory.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating when needed, mode 0700 for the directory) the journal in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        let io = |source| JournalError::Io { path: state_dir.to_path_buf(), source };
+        if !state_dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(io)?;
+        }
+        let journal = Journal { path: state_dir.join(FILE_NAME) };
+        journal.file()?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> JournalError + '_ {
+        |source| JournalError::Io { path: self.path.clone(), source }
+    }
+
+    fn file(&self) -> Result<File, JournalError> {
+        OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(&self.path).map_err(self.io())
+    }
+
+    /// Records that a change is about to be sent, and returns its id.
+    pub fn intent(
+        &self,
+        zone: &DnsName,
+        server: &str,
+        before: &[SrvRecord],
+        after: &[SrvRecord],
+        reasons: Vec<String>,
+        undo_of: Option<u64>,
+    ) -> Result<u64, JournalError> {
+        let file = self.file()?;
+        file.lock().map_err(self.io())?;
+        let id = self.read_lines()?.iter().map(line_id).max().unwrap_or(0) + 1;
+        let line = Line::Intent(Intent {
+            id,
+            time: now(),
+            zone: zone.clone(),
+            server: server.to_string(),
+            before: before.to_vec(),
+            after: after.to_vec(),
+            reasons,
+            undo_of,
+        });
+        self.append(&file, &line)?;
+        Ok(id)
+    }
+
+    /// Records the answer to change `id`.
+    pub fn outcome(&self, id: u64, applied: bool, answer: &str) -> Result<(), JournalError> {
+        let file = self.file()?;
+        file.lock().map_err(self.io())?;
+        self.append(&file, &Line::Outcome(Outcome { id, time: now(), applied, answer: answer.to_string() }))
+    }
+
+    fn append(&self, mut file: &File, line: &Line) -> Result<(), JournalError> {
+        let mut text = serde_json::to_string(line).map_err(|e| self.io()(std::io::Error::other(e)))?;
+        text.push('\n');
+        file.write_all(text.as_bytes()).map_err(self.io())?;
+        file.sync_all().map_err(self.io())
+    }
+
+    fn read_lines(&self) -> Result<Vec<Line>, JournalError> {
+        let file = File::open(&self.path).map_err(self.io())?;
+        let mut lines = Vec::new();
+        for (i, text) in BufReader::new(file).lines().enumerate() {
+            let text = text.map_err(self.io())?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line = serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
+                path: self.path.clone(),
+                line: i + 1,
+                why: e.to_string(),
+            })?;
+            lines.push(line);
+        }
+        Ok(lines)
+    }
+
+    /// Every change, oldest first, each with its outcome when one was recorded.
+    pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for line in self.read_lines()? {
+            match line {
+                Line::Intent(intent) => entries.push(Entry { intent, outcome: None }),
+                Line::Outcome(o) => {
+                    if let Some(e) = entries.iter_mut().rev().find(|e| e.intent.id == o.id) {
+                        e.outcome = Some(o);
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    pub fn entry(&self, id: u64) -> Result<Entry, JournalError> {
+        self.entries()?
+            .into_iter()
+            .find(|e| e.intent.id == id)
+            .ok_or(JournalError::NoSuchEntry { path: self.path.clone(), id })
+    }
+
+    /// Changes that were sent (or about to be) when kmsdns stopped: their outcome is recorded
+    /// as unknown now, and they are returned so the caller can say so.
+    pub fn settle_interrupted(&self) -> Result<Vec<Intent>, JournalError> {
+        let open: Vec<Intent> = self.entries()?.into_iter().filter(|e| e.outcome.is_none()).map(|e| e.intent).collect();
+        for i in &open {
+            self.outcome(
+                i.id,
+                false,
+                "unknown: kmsdns stopped before the answer was recorded; audit the zone to see what the server holds",
+            )?;
+        }
+        Ok(open)
+    }
+}
+
+fn line_id(l: &Line) -> u64 {
+    match l {
+        Line::Intent(i) => i.id,
+        Line::Outcome(o) => o.id,
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: &str) -> SrvRecord {
+        SrvRecord { target: DnsName::parse(t).unwrap(), port: 1688, priority: 0, weight: 0, ttl: 3600 }
+    }
+
+    #[test]
+    fn intents_and_outcomes_pair_up_with_increasing_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("state")).unwrap();
+        let zone = DnsName::parse("corp.test").unwrap();
+        let a = j.intent(&zone, "127.0.0.1:53", &[rec("a.test")], &[], vec!["stale-dead".into()], None).unwrap();
+        j.outcome(a, true, "NOERROR").unwrap();
+        let b = j.intent(&zone, "127.0.0.1:53", &[], &[rec("a.test")], vec!["undo of 1".into()], Some(a)).unwrap();
+        assert_eq!((a, b), (1, 2));
+        let entries = j.entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].outcome.as_ref().unwrap().applied);
+        assert_eq!(entries[1].intent.undo_of, Some(1));
+        assert!(entries[1].outcome.is_none());
+    }
+
+    #[test]
+    fn an_interrupted_change_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let zone = DnsName::parse("corp.test").unwrap();
+        j.intent(&zone, "s", &[], &[rec("a.test")], vec![], None).unwrap();
+        let open = j.settle_interrupted().unwrap();
+        assert_eq!(open.len(), 1);
+        assert!(j.settle_interrupted().unwrap().is_empty());
+        let e = j.entry(1).unwrap();
+        assert!(e.outcome.unwrap().answer.starts_with("unknown"));
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        std::fs::write(j.path(), "{\"phase\":\"intent\"}\nnot json\n").unwrap();
+        let e = j.entries().unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,350 @@
+//! Repair: the plan carried out, one prerequisite-guarded UPDATE per zone, then checked on
+//! every server of the zone.
+//!
+//! When the prerequisite fails (someone changed the RRset since it was observed), the zone is
+//! observed and planned again and the update retried, at most twice; a plan that comes out
+//! empty means the other writer already did the work. What another writer did is never
+//! overwritten: each retry asserts the RRset as it is now.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
+use crate::audit::audit;
+use crate::inventory::{Inventory, ServerAddr, ServerHost, Zone};
+use crate::keys::TsigKey;
+use crate::name::DnsName;
+use crate::observe::{self, DnsReader, Observation, Resolution, SrvAnswer, SrvRecord};
+use crate::plan::{Plan, ZonePlan, plan};
+
+/// Prerequisite conflicts retried before giving up.
+pub const CONFLICT_RETRIES: usize = 2;
+
+/// What became of one zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneOutcome {
+    pub zone: DnsName,
+    /// The plan that was carried out (after any re-planning).
+    pub plan: ZonePlan,
+    pub result: ZoneResult,
+    /// What each server answered after the change, when it was checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ZoneResult {
+    /// The zone needs no change.
+    NothingToDo,
+    /// Changes are planned but not sent: the policy is "audit", or a rail held them all.
+    NotApplied,
+    /// A dry run: the UPDATE would be sent.
+    WouldApply,
+    /// Applied (journal entry `id`); `lagging` lists servers that did not serve the new
+    /// RRset before the propagation timeout.
+    Applied {
+        id: u64,
+        attempts: usize,
+        lagging: Vec<String>,
+    },
+    /// After a conflict, the zone was found to need nothing more.
+    SettledByOther {
+        attempts: usize,
+    },
+    /// The prerequisite failed on every attempt.
+    Conflict {
+        attempts: usize,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl ZoneResult {
+    /// Severity for the exit code: 0 fine, 1 something held back, 2 failed.
+    pub fn severity(&self, plan: &ZonePlan) -> u8 {
+        match self {
+            ZoneResult::NothingToDo | ZoneResult::WouldApply | ZoneResult::SettledByOther { .. } => {
+                u8::from(!plan.held.is_empty())
+            }
+            ZoneResult::NotApplied => 1,
+            ZoneResult::Applied { lagging, .. } if !lagging.is_empty() => 2,
+            ZoneResult::Applied { .. } => u8::from(!plan.held.is_empty()),
+            ZoneResult::Conflict { .. } | ZoneResult::Failed { .. } => 2,
+        }
+    }
+}
+
+/// One server's answer after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerCheck {
+    pub server: String,
+    pub converged: bool,
+    pub answer: String,
+}
+
+/// Carries out `plan` zone by zone, concurrently under the inventory's bound.
+pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
+    let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
+    let jobs = plan.zones.into_iter().map(|zp| {
+        let limit = limit.clone();
+        async move {
+            let _permit = limit.acquire().await;
+            repair_zone(inv, obs, zp, mode).await
+        }
+    });
+    futures_util::future::join_all(jobs).await
+}
+
+async fn repair_zone(inv: &Inventory, obs: &Observation, mut zp: ZonePlan, mode: Mode<'_>) -> ZoneOutcome {
+    let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
+    let Some(zone) = inv.zone(&zp.zone).cloned() else {
+        let error = "the zone is not in the inventory".to_string();
+        return outcome(zp, ZoneResult::Failed { error }, vec![]);
+    };
+    if zp.changes.is_empty() {
+        return outcome(zp, ZoneResult::NothingToDo, vec![]);
+    }
+    if !zp.will_apply() {
+        return outcome(zp, ZoneResult::NotApplied, vec![]);
+    }
+    let key = match zone.update_key.as_ref().and_then(|k| inv.key(k)) {
+        Some(spec) => match TsigKey::load(spec) {
+            Ok(k) => Some(k),
+            Err(e) => return outcome(zp, ZoneResult::Failed { error: e.to_string() }, vec![]),
+        },
+        None => None,
+    };
+    let primary = match primary(inv, obs, &zone).await {
+        Ok(p) => p,
+        Err(error) => return outcome(zp, ZoneResult::Failed { error }, vec![]),
+    };
+    let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let update = RrsetUpdate {
+            zone: zone.name.clone(),
+            expected: zp.before.clone(),
+            deletes: zp.deletes().cloned().collect(),
+            adds: zp.adds().cloned().collect(),
+        };
+        let reasons = zp.changes.iter().map(|c| format!("{} {}: {}", c.code.as_str(), c.record, c.reason)).collect();
+        match apply::commit(mode, primary, key.as_ref(), &update, reasons, None, timeout).await {
+            Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
+            Ok(Committed::Applied { id }) => {
+                let servers = await_propagation(inv, &zone, &update.after()).await;
+                let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
+                return outcome(zp, ZoneResult::Applied { id, attempts, lagging }, servers);
+            }
+            Err(CommitError::Update { source, .. }) if source.is_conflict() && attempts <= CONFLICT_RETRIES => {
+                // Someone changed the RRset: look again, plan again, from what is there now.
+                let only = inv.only_zone(&zone.name);
+                let fresh = observe::observe(&only).await;
+                let findings = audit(&only, &fresh);
+                zp = plan(&only, &fresh, &findings).zones.remove(0);
+                if !zp.will_apply() {
+                    let result = if zp.changes.is_empty() {
+                        ZoneResult::SettledByOther { attempts }
+                    } else {
+                        ZoneResult::NotApplied
+                    };
+                    return outcome(zp, result, vec![]);
+                }
+            }
+            Err(CommitError::Update { source, .. }) if source.is_conflict() => {
+                return outcome(zp, ZoneResult::Conflict { attempts, error: source.to_string() }, vec![]);
+            }
+            Err(e) => return outcome(zp, ZoneResult::Failed { error: e.to_string() }, vec![]),
+        }
+    }
+}
+
+/// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
+pub async fn primary(inv: &Inventory, obs: &Observation, zone: &Zone) -> Result<SocketAddr, String> {
+    let (host, port) = match &zone.primary {
+        Some(ServerAddr { host, port }) => (host.clone(), *port),
+        None => {
+            let mname = obs
+                .zones
+                .iter()
+                .find(|v| v.zone == zone.name)
+                .and_then(|v| v.servers.iter().find_map(|s| s.mname.clone()))
+                .ok_or_else(|| {
+                    format!("zone {}: no SOA MNAME was read, so the primary is unknown; set `primary =`", zone.name)
+                })?;
+            (ServerHost::Name(mname), 53)
+        }
+    };
+    let name = match host {
+        ServerHost::Ip(ip) => return Ok(SocketAddr::new(ip, port)),
+        ServerHost::Name(n) => n,
+    };
+    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    let resolution = match inv.zone_containing(&name) {
+        Some(z) => {
+            let servers: Vec<SocketAddr> = z
+                .servers
+                .iter()
+                .filter_map(|s| match s.host {
+                    ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
+                    ServerHost::Name(_) => None,
+                })
+                .collect();
+            reader.addresses_from(&servers, &name).await
+        }
+        None => observe::dns::system_addresses(&name, inv.defaults.timeout).await,
+    };
+    match resolution {
+        Resolution::Addresses { addresses } => Ok(SocketAddr::new(addresses[0], port)),
+        Resolution::NoAddress => Err(format!("zone {}: the primary {name} has no address; set `primary =`", zone.name)),
+        Resolution::Failed { error } => {
+            Err(format!("zone {}: the primary {name} could not be resolved ({error}); set `primary =`", zone.name))
+        }
+    }
+}
+
+/// Polls every server of the zone until each serves `want` (by rdata), or the propagation
+/// timeout passes; returns what each answered last.
+pub async fn await_propagation(inv: &Inventory, zone: &Zone, want: &[SrvRecord]) -> Vec<ServerCheck> {
+    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    let deadline = Instant::now() + inv.defaults.propagation_timeout;
+    let servers: Vec<(String, Option<SocketAddr>)> = zone
+        .servers
+        .iter()
+        .map(|s| {
+            let addr = match s.host {
+                ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
+                ServerHost::Name(_) => None,
+            };
+            (s.to_string(), addr)
+        })
+        .collect();
+    let mut last: Vec<ServerCheck> = Vec::new();
+    loop {
+        last.clear();
+        for (label, addr) in &servers {
+            let answer = match addr {
+                Some(a) => reader.zone_view(*a, &zone.name).await.0,
+                None => match resolve_server(&reader, label).await {
+                    Some(a) => reader.zone_view(a, &zone.name).await.0,
+                    None => {
+                        SrvAnswer::Failed { error: observe::ReadError::Network("cannot resolve the server".into()) }
+                    }
+                },
+            };
+            let converged = answer.known_records().is_some_and(|rs| same_rrset(rs, want));
+            last.push(ServerCheck { server: label.clone(), converged, answer: describe(&answer) });
+        }
+        if last.iter().all(|s| s.converged) || Instant::now() >= deadline {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn resolve_server(reader: &DnsReader, label: &str) -> Option<SocketAddr> {
+    let (host, port) = label.rsplit_once(':')?;
+    let name = DnsName::parse(host).ok()?;
+    match observe::dns::system_addresses(&name, reader.timeout()).await {
+        Resolution::Addresses { addresses } => Some(SocketAddr::new(addresses[0], port.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// Equal as clients see them: same records by rdata, TTL aside.
+pub fn same_rrset(a: &[SrvRecord], b: &[SrvRecord]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.same_rdata(x)))
+}
+
+fn describe(answer: &SrvAnswer) -> String {
+    match answer {
+        SrvAnswer::Records { records } => records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+        SrvAnswer::NoData | SrvAnswer::NxDomain => "no SRV records".into(),
+        SrvAnswer::Failed { error } => format!("unreadable: {error}"),
+    }
+}
+
+/// A fingerprint of an observation: a plan file carries the one it was made from, and
+/// `kmsdns apply` refuses when the world no longer looks the same.
+pub fn fingerprint(obs: &Observation) -> String {
+    let bytes = serde_json::to_vec(obs).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `kmsdns undo` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UndoOutcome {
+    /// The journal entry undone.
+    pub undone: u64,
+    pub zone: DnsName,
+    /// The RRset found (the undone entry's "after") and restored (its "before").
+    pub from: Vec<SrvRecord>,
+    pub to: Vec<SrvRecord>,
+    pub result: ZoneResult,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerCheck>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("entry {0} was not applied, so there is nothing to undo")]
+    NotApplied(u64),
+    #[error("zone {0} is no longer in the inventory")]
+    UnknownZone(DnsName),
+    #[error("the entry's server '{0}' is not an address")]
+    Server(String),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+/// Restores the RRset a journal entry changed, if it is still as that entry left it: the
+/// update asserts the entry's "after" as its prerequisite, so a later change is never undone
+/// by accident. The undo is itself journaled.
+pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -> Result<UndoOutcome, UndoError> {
+    let entry = journal.entry(id)?;
+    if !entry.outcome.as_ref().is_some_and(|o| o.applied) {
+        return Err(UndoError::NotApplied(id));
+    }
+    let i = entry.intent;
+    let zone = inv.zone(&i.zone).cloned().ok_or_else(|| UndoError::UnknownZone(i.zone.clone()))?;
+    let server: SocketAddr = i.server.parse().map_err(|_| UndoError::Server(i.server.clone()))?;
+    let key = match zone.update_key.as_ref().and_then(|k| inv.key(k)) {
+        Some(spec) => Some(TsigKey::load(spec)?),
+        None => None,
+    };
+    let update = RrsetUpdate {
+        zone: zone.name.clone(),
+        expected: i.after.clone(),
+        deletes: i.after.iter().filter(|a| !i.before.iter().any(|b| b.same_rdata(a))).cloned().collect(),
+        adds: i.before.iter().filter(|b| !i.after.iter().any(|a| a.same_rdata(b))).cloned().collect(),
+    };
+    let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
+    let reasons = vec![format!("undo of journal entry {id}")];
+    let (result, servers) =
+        match apply::commit(Mode::Apply(journal), server, key.as_ref(), &update, reasons, Some(id), timeout).await {
+            Ok(Committed::Applied { id: new }) => {
+                let servers = await_propagation(inv, &zone, &i.before).await;
+                let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
+                (ZoneResult::Applied { id: new, attempts: 1, lagging }, servers)
+            }
+            Ok(Committed::NotSent) => (ZoneResult::WouldApply, vec![]),
+            Err(CommitError::Update { source, .. }) if source.is_conflict() => {
+                let error = format!(
+                    "{source}: the RRset was changed after entry {id}, so undoing it would clobber that change"
+                );
+                (ZoneResult::Conflict { attempts: 1, error }, vec![])
+            }
+            Err(e) => (ZoneResult::Failed { error: e.to_string() }, vec![]),
+        };
+    Ok(UndoOutcome { undone: id, zone: zone.name, from: i.after, to: i.before, result, servers })
+}
