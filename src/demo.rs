@@ -4,8 +4,11 @@
 //! Two embedded authoritative servers (hickory-server, in process, 127.0.0.1, free ports)
 //! serve the zone `demo.test` with four `_vlmcs._tcp` records: a healthy KMS host, a
 //! decommissioned one, a dead one and a rogue one. In-process responders answer the KMS bind.
-//! The inventory is written to a temporary directory, where it can be read while the demo
-//! runs; everything is removed when the [`DemoWorld`] is dropped.
+//! Both servers share one zone store that accepts TSIG-signed RFC 2136 updates, as a primary
+//! and a secondary that converge at once would. The inventory, the TSIG key and the journal
+//! live in a temporary directory, removed when the [`DemoWorld`] is dropped.
+//!
+//! [`run`] then shows the whole pipeline: audit, plan, repair, and the audit after.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -13,15 +16,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_proto::rr::rdata::{A, NS, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RrKey};
 use hickory_server::Server;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::store::sqlite::SqliteZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
+use crate::apply::Mode;
+use crate::audit::audit;
+use crate::inventory::{Inventory, TsigAlgorithmName};
+use crate::journal::Journal;
+use crate::keys::TsigKey;
+use crate::name::DnsName;
+use crate::observe::observe;
+use crate::plan::{Plan, plan};
+use crate::repair::{ZoneOutcome, carry_out};
+use crate::report::{AuditReport, repair_text, zone_plan_text};
 use crate::responder::{Behaviour, KmsResponder};
 
 pub const ZONE: &str = "demo.test";
+const KEY_NAME: &str = "kmsdns-demo";
 
 /// The running demo: servers, responders and the inventory file.
 pub struct DemoWorld {
@@ -68,13 +84,19 @@ impl DemoWorld {
             }
         }
 
+        let secret = demo_secret()?;
+        let key_file = dir.path().join("kmsdns.key");
+        write_private(&key_file, &bind_key_file(&secret))?;
+        let zone = zone_handler(&ip, &secret)?;
         let mut dns = Vec::new();
         let mut servers = Vec::new();
         for _ in 0..2 {
             let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(io("a DNS server socket"))?;
             let addr = udp.local_addr().map_err(io("a DNS server socket"))?;
             let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io("a DNS server socket"))?;
-            let mut server = Server::new(catalog(&ip)?);
+            let mut catalog = Catalog::new();
+            catalog.upsert(LowerName::from(&zone.0), vec![zone.1.clone()]);
+            let mut server = Server::new(catalog);
             server.register_socket(udp);
             server.register_listener(tcp, Duration::from_secs(5), 4096);
             dns.push(server);
@@ -82,7 +104,8 @@ impl DemoWorld {
         }
 
         let inventory = dir.path().join("kmsdns.toml");
-        std::fs::write(&inventory, inventory_text(&servers)).map_err(io("the demo inventory"))?;
+        std::fs::write(&inventory, inventory_text(&servers, &key_file, &dir.path().join("state")))
+            .map_err(io("the demo inventory"))?;
         Ok(DemoWorld { dir, inventory, servers, _dns: dns, _responders: responders })
     }
 }
@@ -98,7 +121,8 @@ fn free_block() -> Result<u8, DemoError> {
         })
 }
 
-fn catalog(ip: &dyn Fn(u8) -> Ipv4Addr) -> Result<Catalog, DemoError> {
+/// The demo zone, in a store that takes updates signed with the demo key.
+fn zone_handler(ip: &dyn Fn(u8) -> Ipv4Addr, secret: &[u8]) -> Result<(Name, Arc<dyn ZoneHandler>), DemoError> {
     let origin = Name::from_ascii(format!("{ZONE}.")).map_err(|e| DemoError::Zone(e.to_string()))?;
     let name = |label: &str| -> Result<Name, DemoError> {
         Name::from_ascii(format!("{label}.{ZONE}.")).map_err(|e| DemoError::Zone(e.to_string()))
@@ -121,24 +145,85 @@ fn catalog(ip: &dyn Fn(u8) -> Ipv4Addr) -> Result<Catalog, DemoError> {
         let key = RrKey::new(LowerName::from(&r.name), r.record_type());
         sets.entry(key).or_insert_with(|| RecordSet::new(r.name.clone(), r.record_type(), 1)).insert(r, 1);
     }
-    let zone = InMemoryZoneHandler::<hickory_net::runtime::TokioRuntimeProvider>::new(
+    let memory = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
         origin.clone(),
         sets,
         ZoneType::Primary,
         AxfrPolicy::Deny,
+        None,
     )
     .map_err(DemoError::Zone)?;
-    let mut catalog = Catalog::new();
-    let handler: Arc<dyn ZoneHandler> = Arc::new(zone);
-    catalog.upsert(LowerName::from(&origin), vec![handler]);
-    Ok(catalog)
+    let mut store = SqliteZoneHandler::new(memory, AxfrPolicy::Deny, true, false);
+    let signer =
+        TsigKey::new(key_name(), TsigAlgorithmName::HmacSha256, secret.to_vec()).signer().map_err(DemoError::Zone)?;
+    store.set_tsig_signers(vec![signer]);
+    Ok((origin, Arc::new(store)))
 }
 
-fn inventory_text(servers: &[SocketAddr]) -> String {
+fn key_name() -> DnsName {
+    DnsName::parse(KEY_NAME).unwrap_or_else(|_| unreachable!("the demo key name is a valid DNS name"))
+}
+
+/// 32 random bytes for the demo's TSIG key.
+fn demo_secret() -> Result<Vec<u8>, DemoError> {
+    use ring::rand::SecureRandom;
+    let mut secret = vec![0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| DemoError::Zone("no randomness for the demo key".into()))?;
+    Ok(secret)
+}
+
+fn bind_key_file(secret: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    format!("key \"{KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{b64}\";\n}};\n")
+}
+
+/// Writes a file only its owner can read, as kmsdns requires of secrets.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), DemoError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("the demo key"))?;
+    f.write_all(text.as_bytes()).map_err(io("the demo key"))
+}
+
+fn inventory_text(servers: &[SocketAddr], key_file: &std::path::Path, state_dir: &std::path::Path) -> String {
     let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     let mut t = format!(
-        "# The demo's inventory: what the DNS should say.\n[defaults]\ntimeout = \"1s\"\nretries = 1\n\n[[zone]]\nname = \"{ZONE}\"\nservers = [{}]\n",
-        servers.join(", ")
+        r#"# The demo's inventory: what the DNS should say.
+[defaults]
+timeout = "1s"
+retries = 1
+propagation_timeout = "5s"
+
+[daemon]
+state_dir = "{state}"
+
+[[key]]
+name = "{KEY_NAME}"
+algorithm = "hmac-sha256"
+secret_file = "{key}"
+
+[[zone]]
+name = "{ZONE}"
+servers = [{servers}]
+primary = {primary}
+update_key = "{KEY_NAME}"
+policy = "repair"
+remove_unknown = true
+max_deletes = 3
+"#,
+        state = state_dir.display(),
+        key = key_file.display(),
+        servers = servers.join(", "),
+        primary = servers[0],
     );
     for (label, _, _, state) in HOSTS {
         if let Some(state) = state {
@@ -147,4 +232,55 @@ fn inventory_text(servers: &[SocketAddr]) -> String {
         }
     }
     t
+}
+
+/// What the demo showed, for `--format json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Transcript<'a> {
+    pub schema: u32,
+    pub before: &'a AuditReport,
+    pub plan: &'a Plan,
+    pub repair: &'a [ZoneOutcome],
+    pub after: &'a AuditReport,
+}
+
+/// Runs the pipeline on the demo world: audit, plan, repair (applied, journaled in the demo's
+/// state directory), audit again. Returns the text or JSON to print, and whether the repair
+/// left the zone clean.
+pub async fn run(world: &DemoWorld, json: bool, colour: bool) -> Result<(String, bool), String> {
+    let inv = Inventory::load(&world.inventory).map_err(|e| e.to_string())?;
+    let journal = Journal::open(&inv.state_dir).map_err(|e| e.to_string())?;
+    let stamp = || humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+
+    let obs = observe(&inv).await;
+    let findings = audit(&inv, &obs);
+    let before = AuditReport::new(&inv, &obs, findings.clone(), stamp());
+    let plan = plan(&inv, &obs, &findings);
+    let outcomes = carry_out(&inv, &obs, plan.clone(), Mode::Apply(&journal)).await;
+    let obs_after = observe(&inv).await;
+    let after = AuditReport::new(&inv, &obs_after, audit(&inv, &obs_after), stamp());
+    let clean = after.summary.exit_code == 0;
+
+    if json {
+        let t = Transcript {
+            schema: crate::report::SCHEMA,
+            before: &before,
+            plan: &plan,
+            repair: &outcomes,
+            after: &after,
+        };
+        return Ok((serde_json::to_string_pretty(&t).unwrap_or_default() + "\n", clean));
+    }
+    let mut out = String::new();
+    out.push_str("== 1. kmsdns audit: what the DNS says, and what is wrong ==\n\n");
+    out.push_str(&before.to_text(100, colour));
+    out.push_str("\n== 2. kmsdns plan: the changes that fix it ==\n\n");
+    for z in &plan.zones {
+        zone_plan_text(&mut out, z, 100);
+    }
+    out.push_str("\n== 3. kmsdns repair --apply: one signed, prerequisite-guarded UPDATE ==\n\n");
+    out.push_str(&repair_text(&outcomes, 100));
+    out.push_str("== 4. kmsdns audit, again ==\n\n");
+    out.push_str(&after.to_text(100, colour));
+    Ok((out, clean))
 }

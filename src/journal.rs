@@ -70,6 +70,8 @@ pub enum JournalError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("journal {path}, line {line}: not a journal entry ({why}); the file was edited or damaged")]
     Corrupt { path: PathBuf, line: usize, why: String },
+    #[error("journal {path}: the intent {from_end} line(s) from the end is damaged; the file was edited or damaged")]
+    CorruptTail { path: PathBuf, from_end: usize },
     #[error("journal {path}: no change with id {id}")]
     NoSuchEntry { path: PathBuf, id: u64 },
 }
@@ -116,7 +118,7 @@ impl Journal {
     ) -> Result<u64, JournalError> {
         let file = self.file()?;
         file.lock().map_err(self.io())?;
-        let id = self.read_lines()?.iter().map(line_id).max().unwrap_or(0) + 1;
+        let id = self.last_intent_id(&file)? + 1;
         let line = Line::Intent(Intent {
             id,
             time: now(),
@@ -143,6 +145,36 @@ impl Journal {
         text.push('\n');
         file.write_all(text.as_bytes()).map_err(self.io())?;
         file.sync_all().map_err(self.io())
+    }
+
+    /// The id of the newest intent. Appends happen under the lock, so ids grow down the file
+    /// and the newest intent is the last intent line; it is found by reading backwards from
+    /// the end, so a long journal costs nothing per change.
+    fn last_intent_id(&self, mut file: &File) -> Result<u64, JournalError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = file.metadata().map_err(self.io())?.len();
+        let mut chunk: u64 = 64 * 1024;
+        loop {
+            let start = len.saturating_sub(chunk);
+            file.seek(SeekFrom::Start(start)).map_err(self.io())?;
+            let mut buf = Vec::new();
+            file.take(len - start).read_to_end(&mut buf).map_err(self.io())?;
+            let text = String::from_utf8_lossy(&buf);
+            // The first line of a chunk that does not start the file may be cut: skip it.
+            let whole = if start == 0 { &text[..] } else { text.split_once('\n').map(|(_, r)| r).unwrap_or("") };
+            for (n, line) in whole.lines().rev().enumerate() {
+                if let Ok(Line::Intent(i)) = serde_json::from_str::<Line>(line) {
+                    return Ok(i.id);
+                }
+                if line.contains("\"phase\":\"intent\"") {
+                    return Err(JournalError::CorruptTail { path: self.path.clone(), from_end: n + 1 });
+                }
+            }
+            if start == 0 {
+                return Ok(0);
+            }
+            chunk = chunk.saturating_mul(4);
+        }
     }
 
     fn read_lines(&self) -> Result<Vec<Line>, JournalError> {
@@ -201,13 +233,6 @@ impl Journal {
     }
 }
 
-fn line_id(l: &Line) -> u64 {
-    match l {
-        Line::Intent(i) => i.id,
-        Line::Outcome(o) => o.id,
-    }
-}
-
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
@@ -234,6 +259,21 @@ mod tests {
         assert!(entries[0].outcome.as_ref().unwrap().applied);
         assert_eq!(entries[1].intent.undo_of, Some(1));
         assert!(entries[1].outcome.is_none());
+    }
+
+    #[test]
+    fn ids_keep_growing_in_a_long_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let zone = DnsName::parse("corp.test").unwrap();
+        let long = vec!["x".repeat(1000)];
+        for n in 1..=150 {
+            let id = j.intent(&zone, "s", &[], &[rec("a.test")], long.clone(), None).unwrap();
+            assert_eq!(id, n);
+            j.outcome(id, true, "NOERROR").unwrap();
+        }
+        assert!(std::fs::metadata(j.path()).unwrap().len() > 64 * 1024);
+        assert_eq!(j.entries().unwrap().len(), 150);
     }
 
     #[test]

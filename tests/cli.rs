@@ -208,11 +208,12 @@ fn bad_arguments_exit_3_and_help_exits_0() {
 }
 
 #[test]
-fn the_demo_shows_each_kind_of_problem() {
+fn the_demo_audits_plans_repairs_and_audits_clean() {
     let out = kmsdns(&["demo", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("WARN"), "{}", stderr(&out));
     let v = json(&out);
-    let codes: BTreeSet<(String, String)> = v["findings"]
+    let codes: BTreeSet<(String, String)> = v["before"]["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -227,7 +228,18 @@ fn the_demo_shows_each_kind_of_problem() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(codes, want);
-    assert_eq!(v["zones"][0]["servers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["before"]["zones"][0]["servers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["plan"]["zones"][0]["changes"].as_array().unwrap().len(), 3);
+    assert_eq!(v["repair"][0]["result"]["result"], "applied");
+    assert_eq!(v["after"]["findings"], Value::Array(vec![]));
+    for s in v["after"]["zones"][0]["servers"].as_array().unwrap() {
+        assert_eq!(s["records"].as_array().unwrap().len(), 1);
+        assert_eq!(s["records"][0]["target"], "kms1.demo.test");
+    }
     let text = stdout(&kmsdns(&["demo"]));
-    assert!(text.contains("zone demo.test") && text.contains("kms-up"), "{text}");
+    for step in ["== 1. kmsdns audit", "== 2. kmsdns plan", "== 3. kmsdns repair --apply", "== 4. kmsdns audit, again"]
+    {
+        assert!(text.contains(step), "{text}");
+    }
+    assert!(text.contains("every server serves the new RRset") && text.contains("ok: no findings"), "{text}");
 }
