@@ -1,21 +1,34 @@
 //! Reading DNS from authoritative servers, one server at a time, through hickory-net.
 //!
 //! Two traps of hickory-net 0.26's `Client` shape this module (rust-crates.md §1.1): it has no
-//! TCP fallback (a truncated UDP answer is simply returned), and its UDP stream resends every
-//! 333 ms within one overall timeout. We send one UDP datagram per attempt, with our own
+//! TCP fallback (a truncated UDP answer is simply returned), and its UDP client stream resends
+//! every 333 ms within one overall timeout. We send one datagram per attempt, with our own
 //! timeout and our own retries, and repeat the question over TCP when the answer is truncated.
 //! Queries go with RD=0: we want the server's own authoritative data, never a recursion.
+//!
+//! hickory's UDP client stream also opens a socket per question. An audit asks thousands, so
+//! each server instead gets one socket, opened on first use, whose answers hickory's
+//! multiplexer hands to the right question by message ID; datagrams from any other address
+//! are dropped. That halves the audit's CPU time (bench/README.md).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::Semaphore;
 
 use hickory_net::NetError;
 use hickory_net::client::Client;
 use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::runtime::TokioTime;
 use hickory_net::tcp::TcpClientStream;
-use hickory_net::udp::UdpClientStream;
-use hickory_net::xfer::{DnsHandle, DnsMultiplexer, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query, ResponseCode};
+use hickory_net::udp::UdpStream;
+use hickory_net::xfer::{DnsClientStream, DnsHandle, DnsMultiplexer, FirstAnswer};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query, ResponseCode, SerialMessage};
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 use serde::Serialize;
 
@@ -42,16 +55,50 @@ pub enum ReadError {
     Malformed(String),
 }
 
-/// Asks authoritative servers questions with a fixed timeout and retry budget.
-#[derive(Debug, Clone)]
+/// Asks authoritative servers questions with a fixed timeout and retry budget. Clones share
+/// the per-server sockets.
+#[derive(Clone)]
 pub struct DnsReader {
     timeout: Duration,
     retries: u8,
+    sockets: Arc<Sockets>,
 }
+
+/// A server's multiplexed UDP client, and the bound on its questions in flight.
+type ServerSocket = (Client<TokioRuntimeProvider>, Arc<Semaphore>);
+
+/// One multiplexed UDP client per server, and the tasks that drive them (stopped on drop).
+#[derive(Default)]
+struct Sockets {
+    clients: Mutex<HashMap<SocketAddr, ServerSocket>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        for t in self.tasks.get_mut().map(std::mem::take).unwrap_or_default() {
+            t.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for DnsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsReader").field("timeout", &self.timeout).field("retries", &self.retries).finish()
+    }
+}
+
+/// Questions one server's socket may have in flight. hickory queues outgoing datagrams in a
+/// channel of 32 and fails a question when it is full ("channel is full"), so the socket
+/// takes fewer than that at once; more concurrency comes from more servers.
+const IN_FLIGHT_PER_SERVER: usize = 24;
+/// The multiplexer forgets an answered question only when it next runs, so its own count of
+/// questions in flight lags ours; its limit ("resource too busy") must not be the one that bites.
+const MUX_TABLE: usize = 1024;
 
 impl DnsReader {
     pub fn new(timeout: Duration, retries: u8) -> DnsReader {
-        DnsReader { timeout, retries }
+        DnsReader { timeout, retries, sockets: Arc::default() }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -168,15 +215,32 @@ impl DnsReader {
     }
 
     async fn udp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
-        let stream = UdpClientStream::builder(server, TokioRuntimeProvider::new())
-            .with_timeout(Some(self.timeout))
-            .with_max_retries(1)
-            .build();
-        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
-        let task = tokio::spawn(background);
-        let result = ask(&client, name, rtype).await;
-        task.abort();
-        result
+        let (client, in_flight) = self.udp_client(server).await?;
+        let _slot = in_flight.acquire().await.map_err(|_| NetError::from("the server's socket was closed"))?;
+        ask(&client, name, rtype).await
+    }
+
+    /// The server's shared UDP client and its in-flight bound, opened on first use.
+    async fn udp_client(&self, server: SocketAddr) -> Result<(Client<TokioRuntimeProvider>, Arc<Semaphore>), NetError> {
+        let lock = |m: &Mutex<HashMap<SocketAddr, _>>| m.lock().map(|c| c.get(&server).cloned()).unwrap_or(None);
+        if let Some(c) = lock(&self.sockets.clients) {
+            return Ok(c);
+        }
+        let (connect, handle) = UdpStream::new(server, None, None, false, TokioRuntimeProvider::new());
+        let stream = FromServer { inner: connect.await?, server };
+        let mux = DnsMultiplexer::new(stream, handle).with_timeout(self.timeout).with_max_active_requests(MUX_TABLE);
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
+        let mut clients = self.sockets.clients.lock().map_err(|_| NetError::from("a DNS client lock was poisoned"))?;
+        // Two first questions may race to open a socket: keep the one that won.
+        if let Some(c) = clients.get(&server) {
+            return Ok(c.clone());
+        }
+        let entry = (client, Arc::new(Semaphore::new(IN_FLIGHT_PER_SERVER)));
+        clients.insert(server, entry.clone());
+        if let Ok(mut tasks) = self.sockets.tasks.lock() {
+            tasks.push(tokio::spawn(background));
+        }
+        Ok(entry)
     }
 
     async fn tcp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
@@ -223,6 +287,36 @@ async fn ask(
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = false;
     client.lookup(query, options).first_answer().await
+}
+
+/// A UDP socket's datagrams, keeping only those from the server it was opened for. Errors
+/// of one receive are not worth ending every question in flight on this socket.
+struct FromServer {
+    inner: UdpStream<TokioRuntimeProvider>,
+    server: SocketAddr,
+}
+
+impl Stream for FromServer {
+    type Item = Result<SerialMessage, NetError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+                Some(Ok(m)) if m.addr() == self.server => return Poll::Ready(Some(Ok(m))),
+                Some(Ok(m)) => tracing::debug!("dropped a datagram from {}, expected {}", m.addr(), self.server),
+                Some(Err(e)) => tracing::debug!("receive from {}: {e}", self.server),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl DnsClientStream for FromServer {
+    type Time = TokioTime;
+
+    fn name_server_addr(&self) -> SocketAddr {
+        self.server
+    }
 }
 
 /// What an authoritative answer says, once errors are set apart.
