@@ -191,8 +191,21 @@ fn a_good_config_is_confirmed() {
 #[test]
 fn the_shipped_example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kmsdns.toml");
+    // As shipped, it names a key file this machine does not have: that, and only that, is reported.
     let out = kmsdns(&["check-config", "--config", path]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("key 'kmsdns': cannot read /etc/kmsdns/kmsdns.key"), "{}", stderr(&out));
+    // With the key file in place it is valid.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("kmsdns.key");
+    std::fs::write(&key, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(path).unwrap().replace("/etc/kmsdns/kmsdns.key", key.to_str().unwrap());
+    let copy = dir.path().join("kmsdns.toml");
+    std::fs::write(&copy, text).unwrap();
+    let out = kmsdns(&["check-config", "--config", copy.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid (2 zone(s), 3 host(s), 1 key(s))"), "{}", stdout(&out));
 }
 
 #[test]
