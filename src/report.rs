@@ -387,7 +387,14 @@ pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> Str
             ZoneResult::NotApplied => Some("not applied".to_string()),
             ZoneResult::WouldApply => Some("would apply: run `kmsdns repair --apply` to send this update".into()),
             ZoneResult::Applied { id, attempts, lagging } if lagging.is_empty() => {
-                Some(format!("applied (journal entry {id}, attempt {attempts}); every server serves the new RRset"))
+                let retried = if *attempts > 1 {
+                    format!(
+                        " on attempt {attempts}: the RRset had changed since it was observed, so it was planned again from what is there"
+                    )
+                } else {
+                    String::new()
+                };
+                Some(format!("applied (journal entry {id}){retried}; every server serves the new RRset"))
             }
             ZoneResult::Applied { id, lagging, .. } => Some(format!(
                 "applied (journal entry {id}), but {} did not serve the new RRset in time (server-divergence)",

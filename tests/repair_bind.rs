@@ -123,9 +123,11 @@ state = "decommissioned"
         self.lab.dig(idx, "_vlmcs._tcp.corp.test", "SRV")
     }
 
-    /// Lines of a server's log that record an UPDATE it received.
+    /// Lines of a server's log that record an UPDATE it received: BIND logs each RR it changes
+    /// ("updating zone 'corp.test/IN': ...") and each refusal ("update 'corp.test/IN' denied",
+    /// "update unsuccessful", "update failed").
     fn updates_logged(&self, idx: usize) -> usize {
-        self.lab.servers[idx].log().lines().filter(|l| l.contains("update") && l.contains("corp.test")).count()
+        self.lab.servers[idx].log().lines().filter(|l| l.contains("updat") && l.contains("corp.test")).count()
     }
 }
 
@@ -165,8 +167,9 @@ fn repair_fixes_the_zone_in_one_update_on_every_server_and_then_has_nothing_to_d
     assert!(stdout.contains("every server serves the new RRset"), "{stdout}");
     assert_eq!(site.srv(0), HEALED);
     assert_eq!(site.srv(1), HEALED);
-    // One UPDATE: the serial moved by exactly one.
+    // One UPDATE: the serial moved by exactly one, and the server logged it.
     assert_eq!(site.lab.serial(0, "corp.test"), Some(2));
+    assert!(site.updates_logged(0) > 0, "the log marker for updates must see this one:\n{}", site.lab.servers[0].log());
 
     // Idempotent: the second run finds nothing to do and sends nothing.
     let logged = site.updates_logged(0);
@@ -252,6 +255,12 @@ fn each_update_error_says_what_to_fix() {
         ("unknown key", settings(primary, "nosuchkey"), foreign_key(dir, "nosuchkey"), "NOTAUTH, TSIG error BADKEY"),
         ("a key the zone does not allow", settings(primary, "kmsdns-xfer"), xfer_key, "REFUSED"),
         ("an update sent to the secondary", settings(secondary, "kmsdns-test"), site.lab.key.file.clone(), "REFUSED"),
+        (
+            "an unsigned update",
+            format!("primary = \"{primary}\"\nallow_unsigned = true\npolicy = \"repair\""),
+            site.lab.key.file.clone(),
+            "the server takes no unsigned updates",
+        ),
     ];
     for (what, zone_settings, key, want) in cases {
         let inv = site.inventory(&zone_settings, &key);
