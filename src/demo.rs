@@ -91,9 +91,7 @@ impl DemoWorld {
         let mut dns = Vec::new();
         let mut servers = Vec::new();
         for _ in 0..2 {
-            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(io("a DNS server socket"))?;
-            let addr = udp.local_addr().map_err(io("a DNS server socket"))?;
-            let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io("a DNS server socket"))?;
+            let (udp, tcp, addr) = dns_sockets().await?;
             let mut catalog = Catalog::new();
             catalog.upsert(LowerName::from(&zone.0), vec![zone.1.clone()]);
             let mut server = Server::new(catalog);
@@ -108,6 +106,24 @@ impl DemoWorld {
             .map_err(io("the demo inventory"))?;
         Ok(DemoWorld { dir, inventory, servers, _dns: dns, _responders: responders })
     }
+}
+
+/// A UDP socket and a TCP listener on the same free port of 127.0.0.1. The kernel picks a
+/// free UDP port; TCP may have that port taken by someone else, so a few ports are tried.
+async fn dns_sockets() -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener, SocketAddr), DemoError> {
+    let mut last = None;
+    for _ in 0..32 {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(io("a DNS server socket"))?;
+        let addr = udp.local_addr().map_err(io("a DNS server socket"))?;
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp, addr)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(DemoError::Io {
+        what: "a DNS server socket",
+        source: last.unwrap_or_else(|| std::io::Error::other("no free port")),
+    })
 }
 
 /// A third octet `b` for which 127.77.b.1-4 have port 1688 free, so the demo's KMS hosts

@@ -27,6 +27,35 @@ pub struct Inventory {
     pub keys: Vec<KeySpec>,
     /// Where the journal of changes lives (`[daemon] state_dir`).
     pub state_dir: PathBuf,
+    /// How `kmsdns run` paces itself.
+    pub daemon: DaemonSettings,
+}
+
+/// The `[daemon]` table: the timers and hysteresis of `kmsdns run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    /// A full audit (and repair, for zones that allow it) this often.
+    pub interval: Duration,
+    /// Every SRV target and inventory host is probed this often.
+    pub probe_interval: Duration,
+    /// Consecutive failed probes before a host counts as dead.
+    pub fail_after: u32,
+    /// Consecutive good probes before a dead (or new) host counts as alive.
+    pub recover_after: u32,
+    /// Where Prometheus metrics are served; none when absent.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            interval: Duration::from_secs(60),
+            probe_interval: Duration::from_secs(10),
+            fail_after: 3,
+            recover_after: 2,
+            metrics: None,
+        }
+    }
 }
 
 /// The default `[daemon] state_dir`.
@@ -371,6 +400,11 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     state_dir: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
+    fail_after: Option<Spanned<i64>>,
+    recover_after: Option<Spanned<i64>>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -504,6 +538,31 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
 
+    let mut daemon = DaemonSettings::default();
+    let r = &raw.daemon;
+    if let Some(v) = c.duration(&r.interval, "daemon.interval", ms(1)..ms(86_400_001)) {
+        daemon.interval = v;
+    }
+    if let Some(v) = c.duration(&r.probe_interval, "daemon.probe_interval", ms(1)..ms(3_600_001)) {
+        daemon.probe_interval = v;
+    }
+    if let Some(v) = c.int(&r.fail_after, "daemon.fail_after".into(), 1..1001, "fail_after") {
+        daemon.fail_after = v;
+    }
+    if let Some(v) = c.int(&r.recover_after, "daemon.recover_after".into(), 1..1001, "recover_after") {
+        daemon.recover_after = v;
+    }
+    if let Some(m) = &r.metrics {
+        match m.get_ref().parse::<SocketAddr>() {
+            Ok(a) => daemon.metrics = Some(a),
+            Err(_) => c.report(
+                m.span(),
+                "daemon.metrics".into(),
+                format!("'{}' is not an address and port such as \"127.0.0.1:9687\"", m.get_ref()),
+            ),
+        }
+    }
+
     let mut keys: Vec<KeySpec> = Vec::new();
     for (i, k) in raw.key.iter().enumerate() {
         let Some(name) = c.name(&k.name, format!("key[{i}].name")) else { continue };
@@ -626,7 +685,11 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
         hosts.push(KmsHost { name, zones: host_zones, state: h.state, port, priority, weight });
     }
 
-    if c.problems.is_empty() { Ok(Inventory { defaults, zones, hosts, keys, state_dir }) } else { Err(c.problems) }
+    if c.problems.is_empty() {
+        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon })
+    } else {
+        Err(c.problems)
+    }
 }
 
 #[cfg(test)]

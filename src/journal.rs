@@ -221,13 +221,16 @@ impl Journal {
     /// Changes that were sent (or about to be) when kmsdns stopped: their outcome is recorded
     /// as unknown now, and they are returned so the caller can say so.
     pub fn settle_interrupted(&self) -> Result<Vec<Intent>, JournalError> {
+        self.settle_open(
+            "unknown: kmsdns stopped before the answer was recorded; audit the zone to see what the server holds",
+        )
+    }
+
+    /// Records `answer` as the outcome of every change that has none, and returns them.
+    pub fn settle_open(&self, answer: &str) -> Result<Vec<Intent>, JournalError> {
         let open: Vec<Intent> = self.entries()?.into_iter().filter(|e| e.outcome.is_none()).map(|e| e.intent).collect();
         for i in &open {
-            self.outcome(
-                i.id,
-                false,
-                "unknown: kmsdns stopped before the answer was recorded; audit the zone to see what the server holds",
-            )?;
+            self.outcome(i.id, false, answer)?;
         }
         Ok(open)
     }

@@ -27,10 +27,13 @@
 
 pub mod apply;
 pub mod audit;
+pub mod daemon;
 pub mod demo;
+pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod keys;
+pub mod metrics;
 pub mod name;
 pub mod observe;
 pub mod plan;

@@ -75,6 +75,9 @@ enum Command {
     },
     /// List the changes kmsdns has made, from the journal.
     Journal,
+    /// Run as a service: audits and probes on the [daemon] timers, repairs where the policy
+    /// allows, reloads on SIGHUP or when the config file changes, stops on SIGTERM.
+    Run,
     /// Restore a zone's RRset as it was before journal entry ID.
     Undo {
         /// The journal entry to undo.
@@ -99,7 +102,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_UNKNOWN as u8 } else { 0 });
         }
     };
-    init_logging(cli.verbose);
+    // `kmsdns run` logs what changes at info; the one-shot commands only warn.
+    let verbosity = match cli.command {
+        Some(Command::Run) => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    init_logging(verbosity);
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
         (Some(Command::Demo), _) => demo(cli.format),
@@ -112,6 +120,7 @@ fn main() -> ExitCode {
         (Some(Command::Apply { plan }), _) => with_inventory(&cli, |inv, rt| apply_plan(&cli, &inv, rt, plan)),
         (Some(Command::Journal), _) => with_inventory(&cli, |inv, _| journal(&cli, &inv)),
         (Some(Command::Undo { id }), _) => with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id)),
+        (Some(Command::Run), _) => run_daemon(&cli),
         (None, false) => {
             eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns repair`, `kmsdns demo` (see --help)");
             EXIT_UNKNOWN
@@ -120,7 +129,11 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(EXIT_UNKNOWN as u8))
 }
 
+/// Logs go to journald (with structured fields) when systemd connected stderr to the journal,
+/// and as plain lines to stderr otherwise.
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -128,7 +141,26 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kmsdns={level},hickory_server=error,warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|l| l.with_syslog_identifier("kmsdns".into()));
+    let stderr = journald.is_none().then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    tracing_subscriber::registry().with(filter).with(journald).with(stderr).init();
+}
+
+fn run_daemon(cli: &Cli) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let opts = kmsdns::daemon::Options { config: cli.config.clone(), state_dir: cli.state_dir.clone() };
+    match rt.block_on(kmsdns::daemon::run(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kmsdns: {e}");
+            EXIT_UNKNOWN
+        }
+    }
 }
 
 fn load(path: &Path) -> Result<Inventory, i32> {

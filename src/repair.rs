@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -91,18 +92,44 @@ pub struct ServerCheck {
 
 /// Carries out `plan` zone by zone, concurrently under the inventory's bound.
 pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
+    let never = AtomicBool::new(false);
+    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None }).await
+}
+
+/// How the daemon steers a repair: once `halt` is set no further update is started (an update
+/// already sent is finished and journaled), and `health`, when given, replaces single probes
+/// with the hysteresis verdicts whenever a zone is observed again after a conflict.
+pub struct Daemon<'a> {
+    pub halt: &'a AtomicBool,
+    pub health: Option<&'a crate::health::Hysteresis>,
+}
+
+/// [`carry_out`] under the daemon's steering.
+pub async fn carry_out_with(
+    inv: &Inventory,
+    obs: &Observation,
+    plan: Plan,
+    mode: Mode<'_>,
+    steer: &Daemon<'_>,
+) -> Vec<ZoneOutcome> {
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
     let jobs = plan.zones.into_iter().map(|zp| {
         let limit = limit.clone();
         async move {
             let _permit = limit.acquire().await;
-            repair_zone(inv, obs, zp, mode).await
+            repair_zone(inv, obs, zp, mode, steer).await
         }
     });
     futures_util::future::join_all(jobs).await
 }
 
-async fn repair_zone(inv: &Inventory, obs: &Observation, mut zp: ZonePlan, mode: Mode<'_>) -> ZoneOutcome {
+async fn repair_zone(
+    inv: &Inventory,
+    obs: &Observation,
+    mut zp: ZonePlan,
+    mode: Mode<'_>,
+    steer: &Daemon<'_>,
+) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
     let Some(zone) = inv.zone(&zp.zone).cloned() else {
         let error = "the zone is not in the inventory".to_string();
@@ -128,6 +155,10 @@ async fn repair_zone(inv: &Inventory, obs: &Observation, mut zp: ZonePlan, mode:
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let mut attempts = 0;
     loop {
+        if steer.halt.load(Ordering::SeqCst) {
+            zp.held.push(crate::plan::Held { record: None, reason: "not sent: kmsdns is stopping".into() });
+            return outcome(zp, ZoneResult::NotApplied, vec![]);
+        }
         attempts += 1;
         let update = RrsetUpdate {
             zone: zone.name.clone(),
@@ -146,7 +177,10 @@ async fn repair_zone(inv: &Inventory, obs: &Observation, mut zp: ZonePlan, mode:
             Err(CommitError::Update { source, .. }) if source.is_conflict() && attempts <= CONFLICT_RETRIES => {
                 // Someone changed the RRset: look again, plan again, from what is there now.
                 let only = inv.only_zone(&zone.name);
-                let fresh = observe::observe(&only).await;
+                let mut fresh = observe::observe(&only).await;
+                if let Some(h) = steer.health {
+                    fresh.probes = h.effective();
+                }
                 let findings = audit(&only, &fresh);
                 zp = plan(&only, &fresh, &findings).zones.remove(0);
                 if !zp.will_apply() {

@@ -199,9 +199,18 @@ pub async fn observe(inv: &Inventory) -> Observation {
     }
 
     // 3. Each distinct (address, port) once: ports from the SRV records and from the inventory.
-    let mut endpoints: BTreeSet<SocketAddr> = BTreeSet::new();
+    let endpoints = endpoints(inv, &zones, &resolved);
+    let probes = probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
+
+    Observation { zones, names: resolved, probes }
+}
+
+/// Every (address, port) to probe: each SRV target on its record's port, and each inventory
+/// host that may be published on its inventory port, at the addresses they resolved to.
+pub fn endpoints(inv: &Inventory, zones: &[ZoneView], names: &BTreeMap<DnsName, Resolution>) -> BTreeSet<SocketAddr> {
+    let mut endpoints = BTreeSet::new();
     let mut add = |name: &DnsName, port: u16| {
-        if let Some(Resolution::Addresses { addresses }) = resolved.get(name) {
+        if let Some(Resolution::Addresses { addresses }) = names.get(name) {
             endpoints.extend(addresses.iter().map(|a| SocketAddr::new(*a, port)));
         }
     };
@@ -211,9 +220,7 @@ pub async fn observe(inv: &Inventory) -> Observation {
     for h in inv.hosts.iter().filter(|h| h.state != HostState::Decommissioned) {
         add(&h.name, h.port);
     }
-    let probes = probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
-
-    Observation { zones, names: resolved, probes }
+    endpoints
 }
 
 /// Server names in the inventory resolved once each (through the system resolver).
