@@ -29,6 +29,7 @@ pub mod apply;
 pub mod audit;
 pub mod daemon;
 pub mod demo;
+pub mod failover;
 pub mod health;
 pub mod inventory;
 pub mod journal;

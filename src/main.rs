@@ -75,6 +75,22 @@ enum Command {
     },
     /// List the changes kmsdns has made, from the journal.
     Journal,
+    /// The runbook after a KMS host dies: check, plan, apply (--apply), verify on every server.
+    Failover {
+        /// The host that died (or is being retired).
+        #[arg(long, value_name = "HOST")]
+        from: String,
+        /// The host that takes over.
+        #[arg(long, value_name = "HOST")]
+        to: String,
+        /// Send the updates. Without it the runbook checks and plans, and sends nothing.
+        #[arg(long)]
+        apply: bool,
+        /// After a successful apply, mark FROM decommissioned in the inventory file (and add TO
+        /// when it is missing), keeping the file's comments.
+        #[arg(long)]
+        update_inventory: bool,
+    },
     /// Run as a service: audits and probes on the [daemon] timers, repairs where the policy
     /// allows, reloads on SIGHUP or when the config file changes, stops on SIGTERM.
     Run,
@@ -121,6 +137,9 @@ fn main() -> ExitCode {
         (Some(Command::Journal), _) => with_inventory(&cli, |inv, _| journal(&cli, &inv)),
         (Some(Command::Undo { id }), _) => with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id)),
         (Some(Command::Run), _) => run_daemon(&cli),
+        (Some(Command::Failover { from, to, apply, update_inventory }), _) => {
+            with_inventory(&cli, |inv, rt| failover(&cli, &inv, rt, from, to, *apply, *update_inventory))
+        }
         (None, false) => {
             eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns repair`, `kmsdns demo` (see --help)");
             EXIT_UNKNOWN
@@ -363,6 +382,54 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
         let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, Mode::Apply(&journal)).await;
         print_repair(&file.findings, &outcomes, true, cli.format)
     })
+}
+
+fn failover(
+    cli: &Cli,
+    inv: &Inventory,
+    rt: &tokio::runtime::Runtime,
+    from: &str,
+    to: &str,
+    apply: bool,
+    update_inventory: bool,
+) -> i32 {
+    let name = |text: &str, flag: &str| {
+        kmsdns::name::DnsName::parse(text).map_err(|e| {
+            eprintln!("kmsdns: {flag} '{text}' is not a DNS name: {e}");
+            EXIT_UNKNOWN
+        })
+    };
+    let req = match (name(from, "--from"), name(to, "--to")) {
+        (Ok(from), Ok(to)) => kmsdns::failover::Request { from, to },
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let journal = if apply {
+        match open_journal(cli, inv) {
+            Ok(j) => Some(j),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
+    let mut runbook = rt.block_on(kmsdns::failover::failover(inv, &req, mode));
+    if update_inventory && runbook.applied {
+        let zones: Vec<_> = inv.host(&req.from).map(|h| h.zones.clone()).unwrap_or_default();
+        match kmsdns::failover::update_inventory(&cli.config, &req.from, &req.to, &zones) {
+            Ok(done) => {
+                runbook.left.retain(|l| !l.contains("--update-inventory"));
+                runbook.left.push(format!("done: {} updated ({})", cli.config.display(), done.join("; ")));
+            }
+            Err(e) => runbook.left.push(format!("the inventory was not updated: {e}")),
+        }
+    } else if update_inventory {
+        runbook.left.push("the inventory was not updated: nothing was applied".into());
+    }
+    match cli.format {
+        Format::Json => emit(&(serde_json::to_string_pretty(&runbook).unwrap_or_default() + "\n")),
+        Format::Text => emit(&kmsdns::report::runbook_text(&runbook, WIDTH)),
+    }
+    if runbook.ok { 0 } else { 2 }
 }
 
 fn journal(cli: &Cli, inv: &Inventory) -> i32 {

@@ -202,17 +202,19 @@ async fn repair_zone(
 
 /// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
 pub async fn primary(inv: &Inventory, obs: &Observation, zone: &Zone) -> Result<SocketAddr, String> {
+    let mname =
+        obs.zones.iter().find(|v| v.zone == zone.name).and_then(|v| v.servers.iter().find_map(|s| s.mname.clone()));
+    resolve_primary(inv, zone, mname).await
+}
+
+/// Where a zone's updates go, given the SOA MNAME its servers gave (if any was read).
+pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName>) -> Result<SocketAddr, String> {
     let (host, port) = match &zone.primary {
         Some(ServerAddr { host, port }) => (host.clone(), *port),
         None => {
-            let mname = obs
-                .zones
-                .iter()
-                .find(|v| v.zone == zone.name)
-                .and_then(|v| v.servers.iter().find_map(|s| s.mname.clone()))
-                .ok_or_else(|| {
-                    format!("zone {}: no SOA MNAME was read, so the primary is unknown; set `primary =`", zone.name)
-                })?;
+            let mname = mname.ok_or_else(|| {
+                format!("zone {}: no SOA MNAME was read, so the primary is unknown; set `primary =`", zone.name)
+            })?;
             (ServerHost::Name(mname), 53)
         }
     };

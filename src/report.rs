@@ -486,3 +486,37 @@ pub fn undo_text(o: &crate::repair::UndoOutcome, width: usize) -> String {
     }
     out
 }
+
+/// The failover runbook as it ran, for a person.
+pub fn runbook_text(rb: &crate::failover::Runbook, width: usize) -> String {
+    use crate::failover::StepResult;
+    let mode = if rb.applied { "applied" } else { "not applied" };
+    let mut out = format!("failover {} -> {} ({mode})\n\n", rb.from, rb.to);
+    for (i, s) in rb.steps.iter().enumerate() {
+        let result = match s.result {
+            StepResult::Ok => "OK",
+            StepResult::Warning => "WARNING",
+            StepResult::Failed => "FAILED",
+            StepResult::Skipped => "skipped",
+        };
+        let _ = writeln!(out, "{}. {}: {result}", i + 1, s.title);
+        for e in &s.evidence {
+            push_wrapped(&mut out, "     ", e, width);
+        }
+    }
+    if !rb.left.is_empty() {
+        out.push_str("\nleft for a person:\n");
+        for l in &rb.left {
+            push_wrapped(&mut out, "  - ", l, width);
+        }
+    }
+    let verdict = if rb.ok && rb.applied {
+        "done: every server serves the new records"
+    } else if rb.ok {
+        "ready: the checks passed; run again with --apply"
+    } else {
+        "NOT DONE: see the failed steps above"
+    };
+    let _ = writeln!(out, "\n{verdict}");
+    out
+}

@@ -1,0 +1,420 @@
+//! `kmsdns failover`: the runbook after a KMS host dies, built from the pieces the audit and
+//! the repair use, each step with its evidence and result.
+//!
+//! 1. Check the new host answers as a KMS host, and whether the old one still does.
+//! 2. Plan, in every zone of the old host: the new host's record added when absent, the old
+//!    host's deleted; one update per zone, asserting the RRset the primary serves now.
+//! 3. Apply, through the journal (only with `--apply`).
+//! 4. Verify on every authoritative server, and probe every target that remains.
+//! 5. What is left for a person.
+//!
+//! A failover is a decision the admin has made, so the audit's rails that hold a zone back
+//! (an unreadable secondary, `max_deletes`) do not apply; the prerequisite still does, so a
+//! concurrent change is never overwritten, and the verification says which server lags.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
+use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
+use crate::keys::TsigKey;
+use crate::name::DnsName;
+use crate::observe::{self, DnsReader, ProbeState, Resolution, SrvAnswer, SrvRecord};
+use crate::repair::{await_propagation, resolve_primary};
+
+/// What the admin asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub from: DnsName,
+    pub to: DnsName,
+}
+
+/// The runbook as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    pub from: DnsName,
+    pub to: DnsName,
+    pub applied: bool,
+    pub steps: Vec<Step>,
+    /// What a person still has to do.
+    pub left: Vec<String>,
+    /// True when every zone was changed and every server verified (or, in a dry run, when
+    /// the checks passed and the plan is ready).
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub title: String,
+    pub result: StepResult,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepResult {
+    Ok,
+    Warning,
+    Failed,
+    Skipped,
+}
+
+/// One zone's failover change.
+#[derive(Debug, Clone)]
+struct ZoneChange {
+    zone: Zone,
+    server: SocketAddr,
+    update: RrsetUpdate,
+}
+
+impl Runbook {
+    fn step(&mut self, title: &str, result: StepResult, evidence: Vec<String>) {
+        self.steps.push(Step { title: title.into(), result, evidence });
+    }
+}
+
+/// Addresses of a host: from its zone's servers when it lies in a declared zone, else from the
+/// system resolver.
+async fn addresses(inv: &Inventory, reader: &DnsReader, name: &DnsName) -> Resolution {
+    match inv.zone_containing(name) {
+        Some(z) => reader.addresses_from(&ip_servers(&z.servers), name).await,
+        None => observe::dns::system_addresses(name, inv.defaults.timeout).await,
+    }
+}
+
+fn ip_servers(servers: &[ServerAddr]) -> Vec<SocketAddr> {
+    servers
+        .iter()
+        .filter_map(|s| match s.host {
+            ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
+            ServerHost::Name(_) => None,
+        })
+        .collect()
+}
+
+/// Probes `name` on `port` at every address; returns the evidence lines and whether any
+/// address answered as KMS (None when the name could not be resolved).
+async fn probe_host(inv: &Inventory, reader: &DnsReader, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
+    match addresses(inv, reader, name).await {
+        Resolution::Addresses { addresses } => {
+            let mut lines = Vec::new();
+            let mut up = false;
+            for a in addresses {
+                let ep = SocketAddr::new(a, port);
+                let state = observe::probe::probe(ep, inv.defaults.timeout, inv.defaults.retries).await;
+                up |= state == ProbeState::KmsUp;
+                let detail = match &state {
+                    ProbeState::KmsUp => String::new(),
+                    ProbeState::NotKms(d) | ProbeState::Down(d) => format!(" ({d})"),
+                };
+                lines.push(format!("{name} {ep}: {}{detail}", state.code()));
+            }
+            (lines, Some(up))
+        }
+        Resolution::NoAddress => (vec![format!("{name} has no A or AAAA record")], Some(false)),
+        Resolution::Failed { error } => (vec![format!("{name}: address lookup failed: {error}")], None),
+    }
+}
+
+/// Runs the runbook. Nothing is sent in a dry run.
+pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook {
+    let applying = matches!(mode, Mode::Apply(_));
+    let mut rb =
+        Runbook { from: req.from.clone(), to: req.to.clone(), applied: false, steps: vec![], left: vec![], ok: false };
+    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    let new_host = inv.host(&req.to);
+    let old_host = inv.host(&req.from);
+    let new_port = new_host.map(|h| h.port).unwrap_or(inv.defaults.port);
+    let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
+
+    // 1. Checks.
+    let (mut evidence, new_up) = probe_host(inv, &reader, &req.to, new_port).await;
+    if new_host.is_none() {
+        evidence.push(format!(
+            "{} is not in the inventory: its record is published with port {new_port}, priority 0, weight 0",
+            req.to
+        ));
+    }
+    let new_ok = new_up == Some(true);
+    rb.step(
+        &format!("check that {} answers as a KMS host", req.to),
+        if new_ok { StepResult::Ok } else { StepResult::Failed },
+        evidence,
+    );
+
+    let (mut evidence, old_up) = probe_host(inv, &reader, &req.from, old_port).await;
+    let old_result = match old_up {
+        Some(false) => {
+            evidence.push(format!("{} does not answer: it cannot re-register its record", req.from));
+            StepResult::Ok
+        }
+        _ => {
+            evidence.push(format!(
+                "{} may still run the KMS service: on it, run `slmgr /cdns` (stop publishing) and stop the service, or it re-registers its record within a day",
+                req.from
+            ));
+            StepResult::Warning
+        }
+    };
+    rb.step(&format!("check that {} is down", req.from), old_result, evidence);
+
+    // 2. Plan, from what each zone's primary serves now.
+    let zones: Vec<&Zone> = match old_host {
+        Some(h) if !h.zones.is_empty() => inv.zones.iter().filter(|z| h.zones.contains(&z.name)).collect(),
+        _ => inv.zones.iter().collect(),
+    };
+    let new_record = SrvRecord {
+        target: req.to.clone(),
+        port: new_port,
+        priority: new_host.map(|h| h.priority).unwrap_or(0),
+        weight: new_host.map(|h| h.weight).unwrap_or(0),
+        ttl: inv.defaults.ttl,
+    };
+    let mut changes: Vec<ZoneChange> = Vec::new();
+    let mut evidence = Vec::new();
+    let mut plan_failed = false;
+    for zone in zones {
+        let server = match primary_of(inv, &reader, zone).await {
+            Ok(s) => s,
+            Err(e) => {
+                evidence.push(e);
+                plan_failed = true;
+                continue;
+            }
+        };
+        match plan_zone(&reader, zone, server, &req.from, new_record.clone()).await {
+            Ok(Some(c)) => {
+                for d in &c.update.deletes {
+                    evidence.push(format!("zone {}: - {d}", zone.name));
+                }
+                for a in &c.update.adds {
+                    evidence.push(format!("zone {}: + {a}", zone.name));
+                }
+                changes.push(c);
+            }
+            Ok(None) => evidence
+                .push(format!("zone {}: already done (no record of {}, {} published)", zone.name, req.from, req.to)),
+            Err(e) => {
+                evidence.push(format!("zone {}: {e}", zone.name));
+                plan_failed = true;
+            }
+        }
+    }
+    let plan_result = if plan_failed { StepResult::Failed } else { StepResult::Ok };
+    rb.step(&format!("plan: {} out, {} in, one update per zone", req.from, req.to), plan_result, evidence);
+
+    // 3. Apply.
+    let may_apply = new_ok && !plan_failed;
+    let mut applied_zones: Vec<(Zone, Vec<SrvRecord>)> = Vec::new();
+    let journal = match mode {
+        Mode::Apply(j) => Some(j),
+        Mode::DryRun => None,
+    };
+    match (journal, may_apply) {
+        (None, _) => {
+            rb.step("apply", StepResult::Skipped, vec!["dry run: nothing was sent; run again with --apply".into()])
+        }
+        (Some(_), false) => {
+            rb.step("apply", StepResult::Skipped, vec!["not applied: a check or the plan failed".into()])
+        }
+        (Some(_), true) => {
+            let mut evidence = Vec::new();
+            let mut failed = false;
+            for c in &changes {
+                match apply_zone(inv, c, mode, &req.from, new_record.clone(), &reader).await {
+                    Ok((id, after)) => {
+                        evidence.push(format!("zone {}: applied to {} (journal entry {id})", c.zone.name, c.server));
+                        applied_zones.push((c.zone.clone(), after));
+                    }
+                    Err(e) => {
+                        evidence.push(format!("zone {}: {e}", c.zone.name));
+                        failed = true;
+                    }
+                }
+            }
+            if changes.is_empty() {
+                evidence.push("nothing to send".into());
+            }
+            rb.applied = !applied_zones.is_empty();
+            rb.step("apply", if failed { StepResult::Failed } else { StepResult::Ok }, evidence);
+        }
+    }
+
+    // 4. Verify every server of every zone changed, then the targets that remain.
+    let mut verified = true;
+    if applying && may_apply {
+        let mut evidence = Vec::new();
+        let mut remaining: BTreeSet<(DnsName, u16)> = BTreeSet::new();
+        for (zone, after) in &applied_zones {
+            for check in await_propagation(inv, zone, after).await {
+                let mark = if check.converged { "ok" } else { "NOT CONVERGED" };
+                verified &= check.converged;
+                evidence.push(format!("zone {} on {}: {mark}: {}", zone.name, check.server, check.answer));
+            }
+            remaining.extend(after.iter().map(|r| (r.target.clone(), r.port)));
+        }
+        for (target, port) in remaining {
+            let (lines, up) = probe_host(inv, &reader, &target, port).await;
+            evidence.extend(lines);
+            if up != Some(true) {
+                evidence.push(format!("{target} remains published but does not answer as a KMS host: audit the zone"));
+            }
+        }
+        rb.step(
+            "verify on every authoritative server",
+            if verified { StepResult::Ok } else { StepResult::Failed },
+            evidence,
+        );
+    } else {
+        rb.step("verify on every authoritative server", StepResult::Skipped, vec!["nothing was applied".into()]);
+    }
+
+    // 5. What a person still has to do.
+    rb.left.push(format!(
+        "clients pinned to {from} with `slmgr /skms {from}` keep asking it: on them run `slmgr /ckms` (back to DNS discovery) or `slmgr /skms {to}:{new_port}`",
+        from = req.from,
+        to = req.to
+    ));
+    if old_host.is_none_or(|h| h.state != HostState::Decommissioned) {
+        rb.left.push(format!(
+            "mark {} as state = \"decommissioned\" in the inventory (`--update-inventory` does it), or the audit will report it missing",
+            req.from
+        ));
+    }
+    rb.ok = if applying {
+        rb.applied && verified && !rb.steps.iter().any(|s| s.result == StepResult::Failed)
+    } else {
+        new_ok && !plan_failed
+    };
+    rb
+}
+
+/// Where the zone's updates go: `primary =`, or the SOA MNAME one of its servers gives.
+async fn primary_of(inv: &Inventory, reader: &DnsReader, zone: &Zone) -> Result<SocketAddr, String> {
+    let mut mname = None;
+    if zone.primary.is_none() {
+        for server in ip_servers(&zone.servers) {
+            if let (_, _, Some(m)) = reader.zone_view(server, &zone.name).await {
+                mname = Some(m);
+                break;
+            }
+        }
+    }
+    resolve_primary(inv, zone, mname).await
+}
+
+/// The change for one zone, from the RRset its primary serves; None when nothing is to do.
+async fn plan_zone(
+    reader: &DnsReader,
+    zone: &Zone,
+    server: SocketAddr,
+    from: &DnsName,
+    add: SrvRecord,
+) -> Result<Option<ZoneChange>, String> {
+    let (answer, _, _) = reader.zone_view(server, &zone.name).await;
+    let before: Vec<SrvRecord> = match answer {
+        SrvAnswer::Failed { error } => return Err(format!("the primary {server} could not be read: {error}")),
+        other => other.known_records().map(<[SrvRecord]>::to_vec).unwrap_or_default(),
+    };
+    let deletes: Vec<SrvRecord> = before.iter().filter(|r| &r.target == from).cloned().collect();
+    let adds: Vec<SrvRecord> = if before.iter().any(|r| r.target == add.target) { vec![] } else { vec![add] };
+    if deletes.is_empty() && adds.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ZoneChange {
+        zone: zone.clone(),
+        server,
+        update: RrsetUpdate { zone: zone.name.clone(), expected: before, deletes, adds },
+    }))
+}
+
+/// Applies one zone's change; on a prerequisite conflict reads the primary again and retries
+/// (twice at most). Returns the journal entry and the RRset the servers should now serve.
+async fn apply_zone(
+    inv: &Inventory,
+    c: &ZoneChange,
+    mode: Mode<'_>,
+    from: &DnsName,
+    add: SrvRecord,
+    reader: &DnsReader,
+) -> Result<(u64, Vec<SrvRecord>), String> {
+    let key = match c.zone.update_key.as_ref().and_then(|k| inv.key(k)) {
+        Some(spec) => Some(TsigKey::load(spec).map_err(|e| e.to_string())?),
+        None if c.zone.allow_unsigned => None,
+        None => return Err("the zone has no update_key (and allow_unsigned is not set)".into()),
+    };
+    let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
+    let mut change = c.clone();
+    for attempt in 0..=crate::repair::CONFLICT_RETRIES {
+        let reasons = vec![format!("failover from {from} to {}", add.target)];
+        match apply::commit(mode, change.server, key.as_ref(), &change.update, reasons, None, timeout).await {
+            Ok(Committed::Applied { id }) => return Ok((id, change.update.after())),
+            Ok(Committed::NotSent) => return Err("dry run".into()),
+            Err(CommitError::Update { source, .. })
+                if source.is_conflict() && attempt < crate::repair::CONFLICT_RETRIES =>
+            {
+                match plan_zone(reader, &c.zone, c.server, from, add.clone()).await? {
+                    Some(fresh) => change = fresh,
+                    None => return Err("another writer already made the change".into()),
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the RRset kept changing under the update; nothing was overwritten".into())
+}
+
+/// Marks `from` decommissioned in the inventory file, and adds `to` as an active host of the
+/// same zones when the inventory does not know it, keeping the file's comments and layout.
+pub fn update_inventory(path: &Path, from: &DnsName, to: &DnsName, zones: &[DnsName]) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut done = Vec::new();
+    let hosts = doc
+        .get_mut("host")
+        .and_then(|h| h.as_array_of_tables_mut())
+        .ok_or_else(|| format!("{}: no [[host]] entries", path.display()))?;
+    let same = |t: &toml_edit::Table, n: &DnsName| {
+        t.get("name").and_then(|v| v.as_str()).and_then(|s| DnsName::parse(s).ok()).as_ref() == Some(n)
+    };
+    let found = hosts.iter().position(|t| same(t, from));
+    match found {
+        Some(i) => {
+            if let Some(t) = hosts.get_mut(i) {
+                t["state"] = toml_edit::value("decommissioned");
+            }
+            done.push(format!("{from}: state = \"decommissioned\""));
+        }
+        None => {
+            let mut t = toml_edit::Table::new();
+            t["name"] = toml_edit::value(from.to_string());
+            t["zones"] = toml_edit::value(toml_edit::Array::new());
+            t["state"] = toml_edit::value("decommissioned");
+            hosts.push(t);
+            done.push(format!("{from}: added, state = \"decommissioned\""));
+        }
+    }
+    let known = hosts.iter().any(|t| same(t, to));
+    if !known {
+        let mut t = toml_edit::Table::new();
+        t["name"] = toml_edit::value(to.to_string());
+        let mut list = toml_edit::Array::new();
+        for z in zones {
+            list.push(z.to_string());
+        }
+        t["zones"] = toml_edit::value(list);
+        t["state"] = toml_edit::value("active");
+        hosts.push(t);
+        done.push(format!("{to}: added, state = \"active\""));
+    }
+    let new_text = doc.to_string();
+    // The result must still be a valid inventory before it replaces the file.
+    Inventory::from_toml(&new_text).map_err(|p| format!("the edited inventory would not be valid: {p:?}"))?;
+    let tmp = path.with_extension("toml.kmsdns-new");
+    std::fs::write(&tmp, new_text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(done)
+}
