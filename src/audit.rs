@@ -39,12 +39,27 @@ pub enum Code {
     StaleUnknownHost,
     MissingRecord,
     RecordDrift,
+    UpdateBlockedAcl,
+    TombstonedOwner,
+    StaticRecord,
+    AgingStale,
+    ZoneSecureOnly,
+    ZoneUpdatesDisabled,
+    AdDnsDivergence,
+    AdUnreachable,
 }
 
 impl Code {
     pub fn severity(self) -> Severity {
         match self {
-            Code::StaleUnknownHost | Code::RecordDrift | Code::ServerDivergence => Severity::Warning,
+            Code::StaleUnknownHost
+            | Code::RecordDrift
+            | Code::ServerDivergence
+            | Code::TombstonedOwner
+            | Code::StaticRecord
+            | Code::AgingStale
+            | Code::AdDnsDivergence => Severity::Warning,
+            Code::ZoneSecureOnly => Severity::Info,
             _ => Severity::Critical,
         }
     }
@@ -61,6 +76,14 @@ impl Code {
             Code::StaleUnknownHost => "stale-unknown-host",
             Code::MissingRecord => "missing-record",
             Code::RecordDrift => "record-drift",
+            Code::UpdateBlockedAcl => "update-blocked-acl",
+            Code::TombstonedOwner => "tombstoned-owner",
+            Code::StaticRecord => "static-record",
+            Code::AgingStale => "aging-stale",
+            Code::ZoneSecureOnly => "zone-secure-only",
+            Code::ZoneUpdatesDisabled => "zone-updates-disabled",
+            Code::AdDnsDivergence => "ad-dns-divergence",
+            Code::AdUnreachable => "ad-unreachable",
         }
     }
 }
@@ -145,6 +168,9 @@ pub fn audit(inv: &Inventory, obs: &Observation) -> Vec<Finding> {
     let mut findings = Vec::new();
     for view in &obs.zones {
         audit_zone(inv, obs, view, &mut findings);
+    }
+    if let Some(ad) = &obs.ad {
+        findings.extend(ad::audit_ad(inv, ad, &obs.zones, obs.observed_at));
     }
     let zone_order = |z: &DnsName| inv.zones.iter().position(|iz| &iz.name == z).unwrap_or(usize::MAX);
     findings.sort_by(|a, b| {
@@ -397,6 +423,8 @@ fn divergence(zone: &DnsName, readable: &[(&ServerView, &[SrvRecord])]) -> Optio
         "check zone transfers (NOTIFY, IXFR/AXFR) or AD replication between the servers; a difference that lasts longer than the zone's refresh interval is not propagation delay".into(),
     ))
 }
+
+pub mod ad;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,25 @@ pub struct Inventory {
     pub state_dir: PathBuf,
     /// How `kmsdns run` paces itself.
     pub daemon: DaemonSettings,
+    /// Active Directory, when the zones live there.
+    pub ad: Option<AdSettings>,
+}
+
+/// The `[ad]` table: where and how to read the DNS zones stored in Active Directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdSettings {
+    /// Domain controllers, read one after another until one answers. `ldaps://` is LDAP over
+    /// TLS; `ldap://` is upgraded with StartTLS.
+    pub urls: Vec<String>,
+    /// The CA that signed the DCs' certificates (PEM); the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Verify the DC's certificate (default true; false only when asked, for a lab).
+    pub tls_verify: bool,
+    pub bind_dn: String,
+    /// A file holding the bind password alone; refused when group or others can read it.
+    pub password_file: PathBuf,
+    /// The group that may update `_vlmcs._tcp` (Microsoft's fix); `repair --acl` grants it.
+    pub kms_group: Option<String>,
 }
 
 /// The `[daemon]` table: the timers and hysteresis of `kmsdns run`.
@@ -160,6 +179,8 @@ pub struct KmsHost {
     pub port: u16,
     pub priority: u16,
     pub weight: u16,
+    /// Its computer account in Active Directory (sAMAccountName, "KMS1$"), for the ACL check.
+    pub account: Option<String>,
 }
 
 /// The lifecycle of a KMS host.
@@ -377,6 +398,7 @@ struct RawInventory {
     defaults: RawDefaults,
     #[serde(default)]
     daemon: RawDaemon,
+    ad: Option<RawAd>,
     #[serde(default)]
     key: Vec<RawKey>,
     #[serde(default)]
@@ -437,6 +459,19 @@ struct RawHost {
     port: Option<Spanned<i64>>,
     priority: Option<Spanned<i64>>,
     weight: Option<Spanned<i64>>,
+    account: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAd {
+    urls: Spanned<Vec<Spanned<String>>>,
+    ca_file: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
+    bind_dn: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    sasl: Option<Spanned<String>>,
+    kms_group: Option<Spanned<String>>,
 }
 
 /// Collects problems while a raw inventory is turned into a valid one.
@@ -505,6 +540,58 @@ impl Checker<'_> {
     }
 }
 
+fn validate_ad(c: &mut Checker, a: &RawAd) -> AdSettings {
+    let mut urls = Vec::new();
+    if a.urls.get_ref().is_empty() {
+        c.report(
+            a.urls.span(),
+            "ad.urls".into(),
+            "give at least one domain controller, such as \"ldaps://dc1.corp.example.com\"",
+        );
+    }
+    for (i, u) in a.urls.get_ref().iter().enumerate() {
+        let text = u.get_ref();
+        if text.starts_with("ldaps://") || text.starts_with("ldap://") {
+            urls.push(text.clone());
+        } else {
+            c.report(u.span(), format!("ad.urls[{i}]"), format!("'{text}' is not an ldaps:// or ldap:// URL"));
+        }
+    }
+    if let Some(s) = &a.sasl {
+        c.report(
+            s.span(),
+            "ad.sasl".into(),
+            format!("sasl = \"{}\" is not supported by this build yet: use bind_dn and password_file", s.get_ref()),
+        );
+    }
+    let bind_dn = match &a.bind_dn {
+        Some(b) if !b.get_ref().trim().is_empty() => b.get_ref().clone(),
+        Some(b) => {
+            c.report(b.span(), "ad.bind_dn".into(), "the bind DN is empty");
+            String::new()
+        }
+        None => {
+            c.report(a.urls.span(), "ad".into(), "bind_dn is missing: the account kmsdns reads the directory as");
+            String::new()
+        }
+    };
+    let password_file = match &a.password_file {
+        Some(p) => PathBuf::from(p.get_ref()),
+        None => {
+            c.report(a.urls.span(), "ad".into(), "password_file is missing: a file holding the bind password");
+            PathBuf::new()
+        }
+    };
+    AdSettings {
+        urls,
+        ca_file: a.ca_file.as_ref().map(|f| PathBuf::from(f.get_ref())),
+        tls_verify: a.tls_verify.unwrap_or(true),
+        bind_dn,
+        password_file,
+        kms_group: a.kms_group.as_ref().map(|g| g.get_ref().clone()),
+    }
+}
+
 fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
     let mut c = Checker { text, problems: Vec::new() };
     let mut defaults = Defaults::default();
@@ -562,6 +649,8 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
             ),
         }
     }
+
+    let ad = raw.ad.as_ref().map(|a| validate_ad(&mut c, a));
 
     let mut keys: Vec<KeySpec> = Vec::new();
     for (i, k) in raw.key.iter().enumerate() {
@@ -682,11 +771,25 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
         let port = c.int(&h.port, format!("host[{i}].port"), 1..65_536, "a port").unwrap_or(defaults.port);
         let priority = c.int(&h.priority, format!("host[{i}].priority"), 0..65_536, "a priority").unwrap_or(0);
         let weight = c.int(&h.weight, format!("host[{i}].weight"), 0..65_536, "a weight").unwrap_or(0);
-        hosts.push(KmsHost { name, zones: host_zones, state: h.state, port, priority, weight });
+        let account = h.account.as_ref().and_then(|a| {
+            let text = a.get_ref().trim();
+            let valid = !text.is_empty()
+                && text.len() <= 64
+                && !text.contains(['"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@']);
+            if !valid {
+                c.report(
+                    a.span(),
+                    format!("host[{i}].account"),
+                    format!("'{text}' is not a sAMAccountName such as \"KMS1$\""),
+                );
+            }
+            valid.then(|| text.to_string())
+        });
+        hosts.push(KmsHost { name, zones: host_zones, state: h.state, port, priority, weight, account });
     }
 
     if c.problems.is_empty() {
-        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon })
+        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon, ad })
     } else {
         Err(c.problems)
     }

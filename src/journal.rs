@@ -44,6 +44,18 @@ pub struct Intent {
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_of: Option<u64>,
+    /// For a change of a dnsNode's ACL (`repair --acl`) instead of its records: the node and
+    /// its DACL-only descriptor before and after, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclChange>,
+}
+
+/// A descriptor change, as written with SD_FLAGS = DACL only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AclChange {
+    pub dn: String,
+    pub before: String,
+    pub after: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,20 +128,27 @@ impl Journal {
         reasons: Vec<String>,
         undo_of: Option<u64>,
     ) -> Result<u64, JournalError> {
-        let file = self.file()?;
-        file.lock().map_err(self.io())?;
-        let id = self.last_intent_id(&file)? + 1;
-        let line = Line::Intent(Intent {
-            id,
-            time: now(),
+        self.record_intent(Intent {
+            id: 0,
+            time: String::new(),
             zone: zone.clone(),
             server: server.to_string(),
             before: before.to_vec(),
             after: after.to_vec(),
             reasons,
             undo_of,
-        });
-        self.append(&file, &line)?;
+            acl: None,
+        })
+    }
+
+    /// Records an intent (its id and time are assigned here), and returns its id.
+    pub fn record_intent(&self, mut intent: Intent) -> Result<u64, JournalError> {
+        let file = self.file()?;
+        file.lock().map_err(self.io())?;
+        intent.id = self.last_intent_id(&file)? + 1;
+        intent.time = now();
+        let id = intent.id;
+        self.append(&file, &Line::Intent(intent))?;
         Ok(id)
     }
 

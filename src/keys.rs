@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
@@ -28,15 +28,34 @@ impl fmt::Debug for TsigKey {
     }
 }
 
+/// Why a secret file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} is readable by group or others (mode {mode:04o}); kmsdns refuses such a secret: `chmod 600 {path}` (or 400)"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+}
+
+/// Reads a file that holds a secret, refusing it when group or others may read it, as ssh
+/// refuses such a private key.
+pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    let unreadable = |source| SecretFileError::Unreadable { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretFileError::Permissions { path: path.to_path_buf(), mode });
+    }
+    std::fs::read_to_string(path).map_err(unreadable)
+}
+
 /// Why a key cannot be used. No variant carries any part of the file's contents.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key '{key}': cannot read {path}: {source}")]
-    Unreadable { key: DnsName, path: PathBuf, source: std::io::Error },
-    #[error(
-        "key '{key}': {path} is readable by group or others (mode {mode:04o}); kmsdns refuses such a secret: `chmod 600 {path}` (or 400)"
-    )]
-    Permissions { key: DnsName, path: PathBuf, mode: u32 },
+    #[error("key '{key}': {source}")]
+    File { key: DnsName, source: SecretFileError },
     #[error("key '{key}': {path}: {why}")]
     Format { key: DnsName, path: PathBuf, why: String },
 }
@@ -51,20 +70,7 @@ impl TsigKey {
     pub fn load(spec: &KeySpec) -> Result<TsigKey, KeyError> {
         let path = &spec.secret_file;
         let key = || spec.name.clone();
-        let meta = std::fs::metadata(path).map_err(|source| KeyError::Unreadable {
-            key: key(),
-            path: path.clone(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { key: key(), path: path.clone(), mode });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Unreadable {
-            key: key(),
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_secret_file(path).map_err(|source| KeyError::File { key: key(), source })?;
         let format = |why: String| KeyError::Format { key: key(), path: path.clone(), why };
         let secret_b64 = parse_secret_file(&text, &spec.name, spec.algorithm).map_err(format)?;
         let secret = base64::engine::general_purpose::STANDARD
@@ -184,7 +190,6 @@ pub fn check(spec: &KeySpec) -> Result<(), KeyError> {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::path::Path;
 
     const SECRET: &str = "c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nLW9ubHktMTIzNDU2Nzg5MA==";
 

@@ -72,6 +72,10 @@ enum Command {
         /// Send the updates. Without it nothing is changed.
         #[arg(long)]
         apply: bool,
+        /// Instead of records, fix the Active Directory ACL that refuses KMS hosts' updates:
+        /// grant [ad] kms_group write access to each blocking _vlmcs._tcp node.
+        #[arg(long)]
+        acl: bool,
     },
     /// List the changes kmsdns has made, from the journal.
     Journal,
@@ -132,7 +136,12 @@ fn main() -> ExitCode {
             print_report(&report, cli.format)
         }),
         (Some(Command::Plan { out }), _) => with_inventory(&cli, |inv, rt| plan(&inv, rt, cli.format, out.as_deref())),
-        (Some(Command::Repair { apply }), _) => with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply)),
+        (Some(Command::Repair { apply, acl: false }), _) => {
+            with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply))
+        }
+        (Some(Command::Repair { apply, acl: true }), _) => {
+            with_inventory(&cli, |inv, rt| repair_acl(&cli, &inv, rt, *apply))
+        }
         (Some(Command::Apply { plan }), _) => with_inventory(&cli, |inv, rt| apply_plan(&cli, &inv, rt, plan)),
         (Some(Command::Journal), _) => with_inventory(&cli, |inv, _| journal(&cli, &inv)),
         (Some(Command::Undo { id }), _) => with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id)),
@@ -352,6 +361,27 @@ fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool)
         let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, mode).await;
         print_repair(&findings, &outcomes, apply, cli.format)
     })
+}
+
+fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
+    let journal = if apply {
+        match open_journal(cli, inv) {
+            Ok(j) => Some(j),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
+    let result = rt.block_on(async {
+        let (_, obs, findings) = audit_report(inv).await;
+        kmsdns::repair::repair_acl(inv, &obs, &findings, mode).await
+    });
+    match cli.format {
+        Format::Json => emit(&(serde_json::to_string_pretty(&result).unwrap_or_default() + "\n")),
+        Format::Text => emit(&kmsdns::report::acl_text(&result, WIDTH)),
+    }
+    kmsdns::report::acl_exit_code(&result)
 }
 
 fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &Path) -> i32 {

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
 use crate::audit::audit;
-use crate::inventory::{Inventory, ServerAddr, ServerHost, Zone};
+use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::observe::{self, DnsReader, Observation, Resolution, SrvAnswer, SrvRecord};
@@ -327,10 +327,17 @@ pub struct UndoOutcome {
     pub result: ZoneResult,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerCheck>,
+    /// For an ACL change: the dnsNode whose DACL was put back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_of: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {
+    #[error("entry {0} changed an ACL in Active Directory, and the inventory has no [ad] section to reach it")]
+    NoDirectory(u64),
+    #[error("{0}")]
+    Directory(String),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
     #[error("entry {0} was not applied, so there is nothing to undo")]
@@ -352,6 +359,9 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
         return Err(UndoError::NotApplied(id));
     }
     let i = entry.intent;
+    if let Some(change) = &i.acl {
+        return undo_acl_entry(inv, journal, id, &i.zone, change).await;
+    }
     let zone = inv.zone(&i.zone).cloned().ok_or_else(|| UndoError::UnknownZone(i.zone.clone()))?;
     let server: SocketAddr = i.server.parse().map_err(|_| UndoError::Server(i.server.clone()))?;
     let key = match zone.update_key.as_ref().and_then(|k| inv.key(k)) {
@@ -382,5 +392,179 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
             }
             Err(e) => (ZoneResult::Failed { error: e.to_string() }, vec![]),
         };
-    Ok(UndoOutcome { undone: id, zone: zone.name, from: i.after, to: i.before, result, servers })
+    Ok(UndoOutcome { undone: id, zone: zone.name, from: i.after, to: i.before, result, servers, acl_of: None })
+}
+
+async fn undo_acl_entry(
+    inv: &Inventory,
+    journal: &crate::journal::Journal,
+    id: u64,
+    zone: &DnsName,
+    change: &crate::journal::AclChange,
+) -> Result<UndoOutcome, UndoError> {
+    use crate::apply::acl::{AclCommitted, AclError, undo_acl};
+    let settings = inv.ad.as_ref().ok_or(UndoError::NoDirectory(id))?;
+    let timeout = inv.defaults.timeout.max(Duration::from_secs(2));
+    let (mut ldap, _) = crate::observe::ad::connect(settings, timeout).await.map_err(UndoError::Directory)?;
+    let result = match undo_acl(journal, &mut ldap, zone, change, id, timeout).await {
+        Ok(AclCommitted::Applied { id: new }) => ZoneResult::Applied { id: new, attempts: 1, lagging: vec![] },
+        Ok(AclCommitted::NotSent) => ZoneResult::WouldApply,
+        Err(e @ AclError::Changed { .. }) => ZoneResult::Conflict {
+            attempts: 1,
+            error: format!("{e}: the ACL was changed after entry {id}, so putting it back would clobber that change"),
+        },
+        Err(e) => ZoneResult::Failed { error: e.to_string() },
+    };
+    let _ = ldap.unbind().await;
+    Ok(UndoOutcome {
+        undone: id,
+        zone: zone.clone(),
+        from: vec![],
+        to: vec![],
+        result,
+        servers: vec![],
+        acl_of: Some(change.dn.clone()),
+    })
+}
+
+/// What `kmsdns repair --acl` did for one zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AclOutcome {
+    pub zone: DnsName,
+    /// The `_vlmcs._tcp` dnsNode.
+    pub dn: String,
+    /// The active hosts whose updates the ACL refuses.
+    pub blocked: Vec<DnsName>,
+    /// The ACE added, in SDDL.
+    pub ace: String,
+    pub result: AclResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum AclResult {
+    WouldApply,
+    /// Written (journal entry `id`) and read back: members of the group may now update.
+    Applied {
+        id: u64,
+        verified: bool,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// The whole `repair --acl` answer: per zone, and the hosts that are not in the group yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AclRepair {
+    pub group: Option<String>,
+    pub zones: Vec<AclOutcome>,
+    /// Inventory accounts that are not members of kms_group: the ACE does not help them until
+    /// they join, and take a new Kerberos ticket.
+    pub not_members: Vec<String>,
+    /// Why nothing could be done at all (no directory, no group), when that is the case.
+    pub error: Option<String>,
+}
+
+/// Grants the KMS group write access to every `_vlmcs._tcp` node that blocks an active host.
+pub async fn repair_acl(
+    inv: &Inventory,
+    obs: &Observation,
+    findings: &[crate::audit::Finding],
+    mode: Mode<'_>,
+) -> AclRepair {
+    use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
+    use crate::observe::ad::AdRead;
+    use crate::wire::security::{Ace, may_update};
+
+    let mut out = AclRepair { group: None, zones: vec![], not_members: vec![], error: None };
+    let (Some(settings), Some(ad)) = (&inv.ad, &obs.ad) else {
+        out.error = Some("no [ad] section: the ACL lives in Active Directory".into());
+        return out;
+    };
+    let view = match ad {
+        AdRead::Read(v) => v,
+        AdRead::Failed { error } => {
+            out.error = Some(format!("the directory could not be read: {error}"));
+            return out;
+        }
+    };
+    out.group = settings.kms_group.clone();
+    let group = match (&settings.kms_group, &view.kms_group) {
+        (Some(_), Some(Ok(g))) => g.clone(),
+        (Some(name), Some(Err(e))) => {
+            out.error = Some(format!("kms_group '{name}': {e}; create it and add every KMS host's account"));
+            return out;
+        }
+        _ => {
+            out.error = Some("set [ad] kms_group: the group of all KMS hosts that the fix grants write access".into());
+            return out;
+        }
+    };
+    for h in inv.hosts.iter().filter(|h| h.state == HostState::Active) {
+        if let Some(account) = &h.account
+            && let Some(Ok(a)) = view.accounts.get(account)
+            && !a.groups.contains(&group.sid)
+        {
+            out.not_members.push(account.clone());
+        }
+    }
+    let ace = Ace::allow(group.sid, GRANT).to_sddl(None);
+    let timeout = inv.defaults.timeout.max(Duration::from_secs(2));
+    let mut ldap = None;
+    for z in &view.zones {
+        let blocked: Vec<DnsName> = findings
+            .iter()
+            .filter(|f| f.zone == z.zone && f.code == crate::audit::Code::UpdateBlockedAcl)
+            .filter_map(|f| f.target.clone())
+            .collect();
+        let (Some(node), false) = (&z.node, blocked.is_empty()) else { continue };
+        let Some(sd) = node.sd.clone() else { continue };
+        let mut outcome = AclOutcome {
+            zone: z.zone.clone(),
+            dn: node.dn.clone(),
+            blocked,
+            ace: ace.clone(),
+            result: AclResult::WouldApply,
+        };
+        let fix = AclFix { zone: z.zone.clone(), dn: node.dn.clone(), group: group.sid, observed: sd };
+        if let Mode::Apply(_) = mode
+            && ldap.is_none()
+        {
+            match crate::observe::ad::connect(settings, timeout).await {
+                Ok((l, _)) => ldap = Some(l),
+                Err(error) => {
+                    outcome.result = AclResult::Failed { error };
+                    out.zones.push(outcome);
+                    continue;
+                }
+            }
+        }
+        let reasons = vec![format!("update-blocked-acl: grant {} write access to {}", group.dn, node.dn)];
+        outcome.result = match ldap.as_mut() {
+            None => AclResult::WouldApply,
+            Some(l) => match commit_acl(mode, l, &fix, reasons, timeout).await {
+                Ok(AclCommitted::NotSent) => AclResult::WouldApply,
+                Ok(AclCommitted::Applied { id }) => {
+                    // Read it back: a member of the group must now pass the access check.
+                    let verified =
+                        match crate::observe::ad::read_sd(l, &node.dn, crate::observe::ad::OWNER_GROUP_DACL, timeout)
+                            .await
+                        {
+                            Ok(bytes) => crate::wire::security::SecurityDescriptor::parse(&bytes)
+                                .map(|sd| may_update(&sd, &[group.sid]).allowed())
+                                .unwrap_or(false),
+                            Err(_) => false,
+                        };
+                    AclResult::Applied { id, verified }
+                }
+                Err(e) => AclResult::Failed { error: e.to_string() },
+            },
+        };
+        out.zones.push(outcome);
+    }
+    if let Some(mut l) = ldap {
+        let _ = l.unbind().await;
+    }
+    out
 }

@@ -444,6 +444,11 @@ pub fn journal_text(entries: &[crate::journal::Entry]) -> String {
             .map(|r| format!("+{}", r.target))
             .collect();
         let undo = i.undo_of.map(|n| format!(" (undo of {n})")).unwrap_or_default();
+        if let Some(acl) = &i.acl {
+            let _ =
+                writeln!(out, "{:>4}  {}  {}  {}  {result}{undo}  DACL of {}", i.id, i.time, i.zone, i.server, acl.dn);
+            continue;
+        }
         let _ = writeln!(
             out,
             "{:>4}  {}  {}  {}  {result}{undo}  {} {}",
@@ -462,6 +467,9 @@ pub fn journal_text(entries: &[crate::journal::Entry]) -> String {
 pub fn undo_text(o: &crate::repair::UndoOutcome, width: usize) -> String {
     use crate::repair::ZoneResult;
     let mut out = format!("undo of journal entry {} in zone {}\n", o.undone, o.zone);
+    if let Some(dn) = &o.acl_of {
+        let _ = writeln!(out, "  the DACL of {dn}, as it was before");
+    }
     for r in &o.from {
         let _ = writeln!(out, "  was:      {r}");
     }
@@ -469,6 +477,7 @@ pub fn undo_text(o: &crate::repair::UndoOutcome, width: usize) -> String {
         let _ = writeln!(out, "  restored: {r}");
     }
     let result = match &o.result {
+        ZoneResult::Applied { id, .. } if o.acl_of.is_some() => format!("applied (journal entry {id})"),
         ZoneResult::Applied { id, lagging, .. } if lagging.is_empty() => {
             format!("applied (journal entry {id}); every server serves the restored RRset")
         }
@@ -519,4 +528,64 @@ pub fn runbook_text(rb: &crate::failover::Runbook, width: usize) -> String {
     };
     let _ = writeln!(out, "\n{verdict}");
     out
+}
+
+/// What `kmsdns repair --acl` did, for a person.
+pub fn acl_text(r: &crate::repair::AclRepair, width: usize) -> String {
+    use crate::repair::AclResult;
+    let mut out = String::new();
+    if let Some(e) = &r.error {
+        push_wrapped(&mut out, "cannot repair ACLs: ", e, width);
+        return out;
+    }
+    if r.zones.is_empty() {
+        out.push_str("no _vlmcs._tcp node blocks an active KMS host: nothing to change\n");
+    }
+    for z in &r.zones {
+        let _ = writeln!(out, "zone {}: {}", z.zone, z.dn);
+        let hosts: Vec<String> = z.blocked.iter().map(|h| h.to_string()).collect();
+        push_wrapped(&mut out, "  blocked: ", &hosts.join(", "), width);
+        let group = r.group.as_deref().unwrap_or("?");
+        let _ = writeln!(out, "  + ACE {} (group '{group}': read and write the node's properties)", z.ace);
+        let result = match &z.result {
+            AclResult::WouldApply => "would apply: run `kmsdns repair --acl --apply` to write it".to_string(),
+            AclResult::Applied { id, verified: true } => {
+                format!("applied (journal entry {id}); read back: members of '{group}' may now update the record")
+            }
+            AclResult::Applied { id, verified: false } => {
+                format!("applied (journal entry {id}), but reading it back did not show the grant: audit again")
+            }
+            AclResult::Failed { error } => format!("FAILED: {error}"),
+        };
+        push_wrapped(&mut out, "  result: ", &result, width);
+    }
+    for a in &r.not_members {
+        let group = r.group.as_deref().unwrap_or("the KMS group");
+        push_wrapped(
+            &mut out,
+            "note: ",
+            &format!(
+                "{a} is not a member of '{group}': add it, then the host needs a new Kerberos ticket (restart it, or `klist -li 0x3e7 purge` on it) before its updates carry the group"
+            ),
+            width,
+        );
+    }
+    out
+}
+
+/// The exit code of `repair --acl`: 0 done or nothing to do, 1 something left for a person,
+/// 2 a write failed or nothing could be done.
+pub fn acl_exit_code(r: &crate::repair::AclRepair) -> i32 {
+    use crate::repair::AclResult;
+    if r.error.is_some()
+        || r.zones
+            .iter()
+            .any(|z| matches!(z.result, AclResult::Failed { .. } | AclResult::Applied { verified: false, .. }))
+    {
+        2
+    } else if !r.not_members.is_empty() {
+        1
+    } else {
+        0
+    }
 }

@@ -5,6 +5,7 @@
 //! dry runs themselves (ExternalDNS shipped three dry-run bugs by checking per provider), and
 //! sending needs a [`Journal`], so no change can go out unrecorded.
 
+pub mod acl;
 pub mod rfc2136;
 
 use std::net::SocketAddr;

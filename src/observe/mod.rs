@@ -7,6 +7,7 @@
 //!
 //! A read that failed is recorded as failed, never as empty: a timeout is not "no records".
 
+pub mod ad;
 pub mod dns;
 pub mod probe;
 
@@ -32,6 +33,13 @@ pub struct Observation {
     pub names: BTreeMap<DnsName, Resolution>,
     /// One probe per distinct (address, port).
     pub probes: BTreeMap<SocketAddr, ProbeState>,
+    /// What Active Directory holds, when `[ad]` is configured. Not part of a plan's
+    /// fingerprint: a plan changes DNS records, which the fingerprint covers.
+    #[serde(skip)]
+    pub ad: Option<ad::AdRead>,
+    /// When the observation was made: "now" for the audit's age checks.
+    #[serde(skip)]
+    pub observed_at: Option<std::time::SystemTime>,
 }
 
 /// A zone as each of its servers answers it.
@@ -120,6 +128,11 @@ pub enum Resolution {
 pub async fn observe(inv: &Inventory) -> Observation {
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    // The directory is read alongside the DNS servers.
+    let ad_read = inv.ad.clone().map(|settings| {
+        let inv = inv.clone();
+        tokio::spawn(async move { ad::observe_ad(&inv, &settings).await })
+    });
 
     // 1. Every server of every zone, at once. Server host names are resolved once each.
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
@@ -202,7 +215,13 @@ pub async fn observe(inv: &Inventory) -> Observation {
     let endpoints = endpoints(inv, &zones, &resolved);
     let probes = probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
 
-    Observation { zones, names: resolved, probes }
+    let ad = match ad_read {
+        Some(task) => {
+            Some(task.await.unwrap_or(ad::AdRead::Failed { error: "the directory read was interrupted".into() }))
+        }
+        None => None,
+    };
+    Observation { zones, names: resolved, probes, ad, observed_at: Some(std::time::SystemTime::now()) }
 }
 
 /// Every (address, port) to probe: each SRV target on its record's port, and each inventory
