@@ -7,9 +7,11 @@
 
 mod bind;
 mod estate;
+mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
 pub use estate::Estate;
+pub use samba::SambaLab;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
