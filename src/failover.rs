@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
-use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::observe::{self, DnsReader, ProbeState, Resolution, SrvAnswer, SrvRecord};
 use crate::repair::{await_propagation, resolve_primary};
@@ -177,7 +176,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
     let mut evidence = Vec::new();
     let mut plan_failed = false;
     for zone in zones {
-        let server = match primary_of(inv, &reader, zone).await {
+        let server = match primary_of(inv, zone).await {
             Ok(s) => s,
             Err(e) => {
                 evidence.push(e);
@@ -293,16 +292,8 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
 }
 
 /// Where the zone's updates go: `primary =`, or the SOA MNAME one of its servers gives.
-async fn primary_of(inv: &Inventory, reader: &DnsReader, zone: &Zone) -> Result<SocketAddr, String> {
-    let mut mname = None;
-    if zone.primary.is_none() {
-        for server in ip_servers(&zone.servers) {
-            if let (_, _, Some(m)) = reader.zone_view(server, &zone.name).await {
-                mname = Some(m);
-                break;
-            }
-        }
-    }
+async fn primary_of(inv: &Inventory, zone: &Zone) -> Result<SocketAddr, String> {
+    let mname = if zone.primary.is_none() { crate::repair::read_mname(inv, zone).await } else { None };
     resolve_primary(inv, zone, mname).await
 }
 
@@ -341,16 +332,13 @@ async fn apply_zone(
     add: SrvRecord,
     reader: &DnsReader,
 ) -> Result<(u64, Vec<SrvRecord>), String> {
-    let key = match c.zone.update_key.as_ref().and_then(|k| inv.key(k)) {
-        Some(spec) => Some(TsigKey::load(spec).map_err(|e| e.to_string())?),
-        None if c.zone.allow_unsigned => None,
-        None => return Err("the zone has no update_key (and allow_unsigned is not set)".into()),
-    };
+    let mname = if c.zone.gss_tsig { crate::repair::read_mname(inv, &c.zone).await } else { None };
+    let auth = crate::repair::auth_for(inv, &c.zone, mname.as_ref())?;
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let mut change = c.clone();
     for attempt in 0..=crate::repair::CONFLICT_RETRIES {
         let reasons = vec![format!("failover from {from} to {}", add.target)];
-        match apply::commit(mode, change.server, key.as_ref(), &change.update, reasons, None, timeout).await {
+        match apply::commit(mode, change.server, &auth, &change.update, reasons, None, timeout).await {
             Ok(Committed::Applied { id }) => return Ok((id, change.update.after())),
             Ok(Committed::NotSent) => return Err("dry run".into()),
             Err(CommitError::Update { source, .. })

@@ -150,8 +150,10 @@ pub struct Zone {
     pub policy: Policy,
     /// Where updates go; `None`: the server named by the SOA MNAME, port 53.
     pub primary: Option<ServerAddr>,
-    /// The TSIG key updates are signed with; `None` only with `allow_unsigned`.
+    /// The TSIG key updates are signed with; `None` with GSS-TSIG or `allow_unsigned`.
     pub update_key: Option<DnsName>,
+    /// `update_auth = "gss-tsig"`: updates are signed with Kerberos (RFC 3645).
+    pub gss_tsig: bool,
     pub allow_unsigned: bool,
     /// Delete SRV records of hosts the inventory does not know (default: report only).
     pub remove_unknown: bool,
@@ -445,6 +447,7 @@ struct RawZone {
     policy: Option<Spanned<Policy>>,
     primary: Option<Spanned<String>>,
     update_key: Option<Spanned<String>>,
+    update_auth: Option<Spanned<String>>,
     allow_unsigned: Option<Spanned<bool>>,
     remove_unknown: Option<bool>,
     max_deletes: Option<Spanned<i64>>,
@@ -706,6 +709,37 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
             }
             Some(key)
         });
+        let gss_tsig = match &z.update_auth {
+            Some(a) if a.get_ref() == "gss-tsig" => {
+                if z.update_key.is_some() {
+                    c.report(
+                        a.span(),
+                        format!("zone[{i}].update_auth"),
+                        "give update_auth = \"gss-tsig\" or update_key, not both",
+                    );
+                }
+                if !cfg!(feature = "gss-tsig") {
+                    c.report(
+                        a.span(),
+                        format!("zone[{i}].update_auth"),
+                        "this kmsdns was built without GSS-TSIG (the gss-tsig feature)",
+                    );
+                }
+                true
+            }
+            Some(a) => {
+                c.report(
+                    a.span(),
+                    format!("zone[{i}].update_auth"),
+                    format!(
+                        "'{}' is not an update method: the one is \"gss-tsig\" (for HMAC TSIG give update_key)",
+                        a.get_ref()
+                    ),
+                );
+                false
+            }
+            None => false,
+        };
         let allow_unsigned = z.allow_unsigned.as_ref().map(|a| *a.get_ref()).unwrap_or(false);
         if let (Some(a), true) = (&z.allow_unsigned, update_key.is_some() && allow_unsigned) {
             c.report(
@@ -717,12 +751,13 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
         let policy = z.policy.as_ref().map(|p| *p.get_ref()).unwrap_or(Policy::Audit);
         if let (Some(p), Policy::Repair) = (&z.policy, policy)
             && z.update_key.is_none()
+            && !gss_tsig
             && !allow_unsigned
         {
             c.report(
                 p.span(),
                 format!("zone[{i}].policy"),
-                "policy = \"repair\" needs update_key (a TSIG key), or allow_unsigned = true for a server that takes unsigned updates",
+                "policy = \"repair\" needs update_key (a TSIG key) or update_auth = \"gss-tsig\", or allow_unsigned = true for a server that takes unsigned updates",
             );
         }
         let max_deletes =
@@ -733,6 +768,7 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
             policy,
             primary,
             update_key,
+            gss_tsig,
             allow_unsigned,
             remove_unknown: z.remove_unknown.unwrap_or(false),
             max_deletes,

@@ -141,12 +141,9 @@ async fn repair_zone(
     if !zp.will_apply() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
-    let key = match zone.update_key.as_ref().and_then(|k| inv.key(k)) {
-        Some(spec) => match TsigKey::load(spec) {
-            Ok(k) => Some(k),
-            Err(e) => return outcome(zp, ZoneResult::Failed { error: e.to_string() }, vec![]),
-        },
-        None => None,
+    let auth = match auth_for(inv, &zone, zone_mname(obs, &zone).as_ref()) {
+        Ok(a) => a,
+        Err(error) => return outcome(zp, ZoneResult::Failed { error }, vec![]),
     };
     let primary = match primary(inv, obs, &zone).await {
         Ok(p) => p,
@@ -167,7 +164,7 @@ async fn repair_zone(
             adds: zp.adds().cloned().collect(),
         };
         let reasons = zp.changes.iter().map(|c| format!("{} {}: {}", c.code.as_str(), c.record, c.reason)).collect();
-        match apply::commit(mode, primary, key.as_ref(), &update, reasons, None, timeout).await {
+        match apply::commit(mode, primary, &auth, &update, reasons, None, timeout).await {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
                 let servers = await_propagation(inv, &zone, &update.after()).await;
@@ -198,6 +195,58 @@ async fn repair_zone(
             Err(e) => return outcome(zp, ZoneResult::Failed { error: e.to_string() }, vec![]),
         }
     }
+}
+
+/// How a zone's updates are signed. GSS-TSIG needs the DNS server's name for its Kerberos
+/// service (DNS/<fqdn>): `primary =` when it is a name, else the SOA MNAME the servers gave.
+pub fn auth_for(inv: &Inventory, zone: &Zone, mname: Option<&DnsName>) -> Result<apply::Auth, String> {
+    #[cfg(not(feature = "gss-tsig"))]
+    let _ = mname;
+    if zone.gss_tsig {
+        #[cfg(feature = "gss-tsig")]
+        {
+            let server_name = match zone.primary.as_ref().map(|p| &p.host) {
+                Some(ServerHost::Name(n)) => n.clone(),
+                _ => mname.cloned().ok_or_else(|| {
+                    format!(
+                        "zone {}: GSS-TSIG needs the DNS server's name and no SOA MNAME was read: set primary = \"<the DC's FQDN>\"",
+                        zone.name
+                    )
+                })?,
+            };
+            return Ok(apply::Auth::Gss { server_name });
+        }
+        #[cfg(not(feature = "gss-tsig"))]
+        return Err(format!("zone {}: this kmsdns was built without GSS-TSIG", zone.name));
+    }
+    match zone.update_key.as_ref() {
+        Some(name) => {
+            let spec = inv.key(name).ok_or_else(|| format!("zone {}: no [[key]] named {name}", zone.name))?;
+            TsigKey::load(spec).map(apply::Auth::Tsig).map_err(|e| e.to_string())
+        }
+        None if zone.allow_unsigned => Ok(apply::Auth::Unsigned),
+        None => {
+            Err(format!("zone {}: no update_key, update_auth or allow_unsigned: updates cannot be sent", zone.name))
+        }
+    }
+}
+
+/// The SOA MNAME of a zone, as the observation read it.
+pub fn zone_mname(obs: &Observation, zone: &Zone) -> Option<DnsName> {
+    obs.zones.iter().find(|v| v.zone == zone.name).and_then(|v| v.servers.iter().find_map(|s| s.mname.clone()))
+}
+
+/// The SOA MNAME from the first of the zone's servers that gives one.
+pub async fn read_mname(inv: &Inventory, zone: &Zone) -> Option<DnsName> {
+    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    for s in &zone.servers {
+        if let ServerHost::Ip(ip) = s.host
+            && let (_, _, Some(m)) = reader.zone_view(SocketAddr::new(ip, s.port), &zone.name).await
+        {
+            return Some(m);
+        }
+    }
+    None
 }
 
 /// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
@@ -346,8 +395,8 @@ pub enum UndoError {
     UnknownZone(DnsName),
     #[error("the entry's server '{0}' is not an address")]
     Server(String),
-    #[error(transparent)]
-    Key(#[from] crate::keys::KeyError),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Restores the RRset a journal entry changed, if it is still as that entry left it: the
@@ -364,10 +413,8 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
     }
     let zone = inv.zone(&i.zone).cloned().ok_or_else(|| UndoError::UnknownZone(i.zone.clone()))?;
     let server: SocketAddr = i.server.parse().map_err(|_| UndoError::Server(i.server.clone()))?;
-    let key = match zone.update_key.as_ref().and_then(|k| inv.key(k)) {
-        Some(spec) => Some(TsigKey::load(spec)?),
-        None => None,
-    };
+    let mname = if zone.gss_tsig { read_mname(inv, &zone).await } else { None };
+    let auth = auth_for(inv, &zone, mname.as_ref()).map_err(UndoError::Auth)?;
     let update = RrsetUpdate {
         zone: zone.name.clone(),
         expected: i.after.clone(),
@@ -377,7 +424,7 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let reasons = vec![format!("undo of journal entry {id}")];
     let (result, servers) =
-        match apply::commit(Mode::Apply(journal), server, key.as_ref(), &update, reasons, Some(id), timeout).await {
+        match apply::commit(Mode::Apply(journal), server, &auth, &update, reasons, Some(id), timeout).await {
             Ok(Committed::Applied { id: new }) => {
                 let servers = await_propagation(inv, &zone, &i.before).await;
                 let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();

@@ -25,6 +25,9 @@ pub enum Behaviour {
     NotRpc,
 }
 
+/// How often an idle responder looks for a connection or a stop.
+const POLL: Duration = Duration::from_millis(10);
+
 /// A listening stand-in; stops when dropped.
 pub struct KmsResponder {
     addr: SocketAddr,
@@ -39,14 +42,17 @@ impl KmsResponder {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // The accept loop polls, so that a stop is seen without a connection to wake it: the
+        // listener may live in another network namespace than the thread that stops it.
+        listener.set_nonblocking(true)?;
         let thread = std::thread::Builder::new().name(format!("kms-responder-{addr}")).spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(conn) = conn {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
                     // One short exchange per connection; a slow client cannot hold it long.
-                    let _ = answer(conn, behaviour);
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false).and_then(|()| answer(conn, behaviour));
+                    }
+                    Err(_) => std::thread::sleep(POLL),
                 }
             }
         })?;
@@ -66,8 +72,6 @@ impl KmsResponder {
 impl Drop for KmsResponder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() so the thread sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

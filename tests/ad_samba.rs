@@ -5,8 +5,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
 use support::SambaLab;
@@ -51,27 +51,15 @@ fn has(v: &Value, code: &str, target: &str) -> bool {
     findings(v).contains(&(code.to_string(), target.to_string()))
 }
 
-/// KMS stand-ins inside the namespace (the example binary built with the tests), stopped on drop.
-struct Responders(Child);
+/// KMS stand-ins listening inside the lab's namespace, next to the DC; stopped on drop.
+struct Responders(#[allow(dead_code)] Vec<kmsdns::responder::KmsResponder>);
 
 impl Responders {
     fn start(lab: &SambaLab, addrs: &[&str]) -> Responders {
-        // target/debug/deps/<test> -> target/debug/examples/kms_responder
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe.parent().and_then(Path::parent).map(|d| d.join("examples/kms_responder")).unwrap();
-        assert!(bin.exists(), "{} is missing: build it with `cargo test --all-targets`", bin.display());
-        let mut child = lab.command(&bin).args(addrs).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the responders did not start");
-        Responders(child)
-    }
-}
-
-impl Drop for Responders {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let addrs: Vec<std::net::SocketAddr> = addrs.iter().map(|a| a.parse().expect("an address:port")).collect();
+        Responders(lab.in_netns(move || {
+            addrs.into_iter().map(|a| kmsdns::responder::KmsResponder::up(a).expect("start a KMS responder")).collect()
+        }))
     }
 }
 

@@ -6,15 +6,16 @@
 //! sending needs a [`Journal`], so no change can go out unrecorded.
 
 pub mod acl;
+#[cfg(feature = "gss-tsig")]
+pub mod gss;
 pub mod rfc2136;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use rfc2136::{RrsetUpdate, UpdateError};
+pub use rfc2136::{Auth, RrsetUpdate, UpdateError};
 
 use crate::journal::{Journal, JournalError};
-use crate::keys::TsigKey;
 
 /// Whether changes are sent.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +48,7 @@ pub enum CommitError {
 pub async fn commit(
     mode: Mode<'_>,
     server: SocketAddr,
-    key: Option<&TsigKey>,
+    auth: &Auth,
     update: &RrsetUpdate,
     reasons: Vec<String>,
     undo_of: Option<u64>,
@@ -58,7 +59,7 @@ pub async fn commit(
         Mode::Apply(journal) => journal,
     };
     let id = journal.intent(&update.zone, &server.to_string(), &update.expected, &update.after(), reasons, undo_of)?;
-    let result = rfc2136::send(update, server, key, timeout).await;
+    let result = rfc2136::send(update, server, auth, timeout).await;
     match result {
         Ok(()) => {
             journal.outcome(id, true, "NOERROR")?;

@@ -76,6 +76,12 @@ pub enum UpdateError {
     Other { zone: DnsName, server: SocketAddr, rcode: String },
     #[error("zone {zone}: cannot sign the update: {why}")]
     Signing { zone: DnsName, why: String },
+    #[error(
+        "zone {zone}: update denied by {server} ({rcode}): the Kerberos account may not write _vlmcs._tcp; `kmsdns audit` shows the ACL (update-blocked-acl), `kmsdns repair --acl` fixes it"
+    )]
+    Denied { zone: DnsName, server: SocketAddr, rcode: String },
+    #[error("zone {}: GSS-TSIG with {server}: {why}", zone.as_ref().map(|z| z.to_string()).unwrap_or_default())]
+    Gss { zone: Option<DnsName>, server: SocketAddr, why: String },
 }
 
 impl UpdateError {
@@ -93,6 +99,8 @@ impl UpdateError {
             UpdateError::UnverifiedAnswer { why, .. } => format!("unverified: {why}"),
             UpdateError::Other { rcode, .. } => rcode.clone(),
             UpdateError::Signing { why, .. } => format!("not sent: {why}"),
+            UpdateError::Denied { rcode, .. } => format!("{rcode} (denied)"),
+            UpdateError::Gss { why, .. } => format!("not sent: GSS-TSIG: {why}"),
         }
     }
 
@@ -146,8 +154,183 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Signs (when a key is given), sends over TCP to `server`, and maps the answer.
+/// How an UPDATE is authenticated.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No signature (`allow_unsigned`).
+    Unsigned,
+    /// HMAC TSIG with a shared secret (RFC 8945).
+    Tsig(TsigKey),
+    /// GSS-TSIG (RFC 3645): Kerberos, for the DNS service of the server named here.
+    #[cfg(feature = "gss-tsig")]
+    Gss { server_name: DnsName },
+}
+
+/// Signs, sends over TCP to `server`, and maps the answer. Under GSS-TSIG, a server that
+/// forgot the context (BADKEY: it restarted) gets a new negotiation and the update once more.
 pub(super) async fn send(
+    u: &RrsetUpdate,
+    server: SocketAddr,
+    auth: &Auth,
+    timeout: Duration,
+) -> Result<(), UpdateError> {
+    match auth {
+        Auth::Unsigned => send_hmac(u, server, None, timeout).await,
+        Auth::Tsig(k) => send_hmac(u, server, Some(k), timeout).await,
+        #[cfg(feature = "gss-tsig")]
+        Auth::Gss { server_name } => {
+            let first = send_gss(u, server, server_name, timeout).await;
+            match first {
+                Err(UpdateError::BadSignature { ref tsig, .. }) if tsig == "BADKEY" => {
+                    tracing::debug!(%server, "the server forgot the GSS-TSIG context; negotiating a new one");
+                    super::gss::forget(server).await;
+                    send_gss(u, server, server_name, timeout).await
+                }
+                other => other,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "gss-tsig")]
+async fn send_gss(
+    u: &RrsetUpdate,
+    server: SocketAddr,
+    server_name: &DnsName,
+    timeout: Duration,
+) -> Result<(), UpdateError> {
+    let zone = u.zone.clone();
+    let result = super::gss::with_session(server, server_name, timeout, async |session| {
+        let m = build(u, rand_id());
+        let (wire, request_mac) = session.sign(&m).map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?;
+        let response = match crate::observe::dns::send_exact_over_tcp(server, &wire, timeout).await {
+            Ok(r) => r,
+            Err(hickory_net::NetError::Timeout) => {
+                return Err(UpdateError::Timeout { zone: zone.clone(), server, timeout });
+            }
+            Err(e) => return Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
+        };
+        let verified = match response.signature() {
+            Some(t) if !t.data.mac.is_empty() && t.data.error.is_none() => {
+                Some(session.verify(response.as_buffer(), &request_mac))
+            }
+            _ => None,
+        };
+        Ok((response, verified))
+    })
+    .await;
+    let (response, verified) = match result {
+        Ok(r) => r,
+        Err(UpdateError::Gss { server, why, .. }) => return Err(UpdateError::Gss { zone: Some(zone), server, why }),
+        Err(e) => return Err(e),
+    };
+    if let Some(e) = tsig_error(&zone, server, &response, "the GSS-TSIG context", unix_now()) {
+        return Err(e);
+    }
+    match verified {
+        // An echoed MAC is no signature: good enough to read an error by, never a success.
+        Some(Ok(super::gss::Verified::EchoedRequestMac))
+            if response.metadata.response_code == ResponseCode::NoError =>
+        {
+            return Err(UpdateError::UnverifiedAnswer {
+                zone,
+                server,
+                why: "it repeats our own MAC instead of signing".into(),
+            });
+        }
+        Some(Ok(_)) => {}
+        Some(Err(why)) => return Err(UpdateError::UnverifiedAnswer { zone, server, why }),
+        None if response.metadata.response_code == ResponseCode::NoError => {
+            return Err(UpdateError::UnverifiedAnswer { zone, server, why: "it is not signed".into() });
+        }
+        None => {}
+    }
+    match response.metadata.response_code {
+        // Windows refuses a secure update the ACL denies; Samba fails it (test-labs.md G8).
+        ResponseCode::Refused => Err(UpdateError::Denied { zone, server, rcode: "REFUSED".into() }),
+        ResponseCode::ServFail => Err(UpdateError::Denied { zone, server, rcode: "SERVFAIL".into() }),
+        rcode => map_rcode(zone, server, rcode, "the Kerberos account"),
+    }
+}
+
+async fn exchange(
+    zone: &DnsName,
+    server: SocketAddr,
+    m: Message,
+    timeout: Duration,
+) -> Result<hickory_proto::op::DnsResponse, UpdateError> {
+    match tokio::time::timeout(timeout, crate::observe::dns::send_over_tcp(server, m, timeout)).await {
+        Err(_) | Ok(Err(hickory_net::NetError::Timeout)) => {
+            Err(UpdateError::Timeout { zone: zone.clone(), server, timeout })
+        }
+        Ok(Err(e)) => Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// The TSIG error field speaks first: a server that could not verify us says so there.
+fn tsig_error(
+    zone: &DnsName,
+    server: SocketAddr,
+    response: &hickory_proto::op::DnsResponse,
+    key: &str,
+    now: u64,
+) -> Option<UpdateError> {
+    let t = response.signature()?;
+    let err = t.data.error.as_ref()?;
+    let (name, hint) = match err {
+        TsigError::BadKey => (
+            "BADKEY",
+            format!(
+                "the server does not know {key} with this algorithm; check the name and algorithm in its configuration"
+            ),
+        ),
+        TsigError::BadSig => {
+            ("BADSIG", format!("the signature made with {key} does not verify there; check the secret"))
+        }
+        TsigError::BadTime => {
+            let server_time = other_time(&t.data.other).unwrap_or(t.data.time);
+            let skew = server_time as i64 - now as i64;
+            (
+                "BADTIME",
+                format!(
+                    "the clocks of this host and the server differ by {skew} s, more than the 300 s TSIG allows; fix NTP"
+                ),
+            )
+        }
+        TsigError::BadTrunc => ("BADTRUNC", "the server refused a truncated MAC".into()),
+        TsigError::Unknown(_) => ("unknown", "the server reported a TSIG error kmsdns does not know".into()),
+    };
+    Some(UpdateError::BadSignature { zone: zone.clone(), server, tsig: name.into(), hint })
+}
+
+fn map_rcode(zone: DnsName, server: SocketAddr, rcode: ResponseCode, who: &str) -> Result<(), UpdateError> {
+    match rcode {
+        ResponseCode::NoError => Ok(()),
+        ResponseCode::Refused => {
+            let hint = if who.is_empty() {
+                "the server takes no unsigned updates; give the zone an update_key".into()
+            } else {
+                format!(
+                    "{who} is not allowed to update this zone, or {server} is not the zone's primary; check `update-policy`/`allow-update` there and `primary =` in the inventory"
+                )
+            };
+            Err(UpdateError::Refused { zone, server, hint })
+        }
+        ResponseCode::NotAuth => Err(UpdateError::NotAuthoritative { zone, server }),
+        ResponseCode::NotZone => Err(UpdateError::NotZone { zone, server }),
+        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server }),
+        ResponseCode::NXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "NXRRSET".into() }),
+        ResponseCode::YXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "YXRRSET".into() }),
+        ResponseCode::NXDomain => Err(UpdateError::Conflict { zone, server, rcode: "NXDOMAIN".into() }),
+        ResponseCode::YXDomain => Err(UpdateError::Conflict { zone, server, rcode: "YXDOMAIN".into() }),
+        other => Err(UpdateError::Other { zone, server, rcode: other.to_string() }),
+    }
+}
+
+/// HMAC TSIG (or no signature): signed here, not on the transport, so an unsigned NOTAUTH
+/// for an unknown key reaches the admin (hickory-dns#1981).
+async fn send_hmac(
     u: &RrsetUpdate,
     server: SocketAddr,
     key: Option<&TsigKey>,
@@ -167,50 +350,15 @@ pub(super) async fn send(
         }
         None => None,
     };
-    let response = match tokio::time::timeout(timeout, crate::observe::dns::send_over_tcp(server, m, timeout)).await {
-        Err(_) => return Err(UpdateError::Timeout { zone, server, timeout }),
-        Ok(Err(hickory_net::NetError::Timeout)) => return Err(UpdateError::Timeout { zone, server, timeout }),
-        Ok(Err(e)) => return Err(UpdateError::Network { zone, server, why: e.to_string() }),
-        Ok(Ok(r)) => r,
-    };
+    let response = exchange(&zone, server, m, timeout).await?;
     let rcode = response.metadata.response_code;
-    let tsig = response.signature();
-    let key_name = key.map(|k| k.name.to_string()).unwrap_or_default();
-
-    // The TSIG error field speaks first: a server that could not verify us says so there.
-    if let Some(t) = tsig
-        && let Some(err) = &t.data.error
-    {
-        let (name, hint) = match err {
-            TsigError::BadKey => (
-                "BADKEY",
-                format!(
-                    "the server does not know a key named '{key_name}' with this algorithm; check the name and algorithm in its configuration"
-                ),
-            ),
-            TsigError::BadSig => (
-                "BADSIG",
-                format!("the secret of key '{key_name}' does not match the server's copy; check secret_file"),
-            ),
-            TsigError::BadTime => {
-                let server_time = other_time(&t.data.other).unwrap_or(t.data.time);
-                let skew = server_time as i64 - now as i64;
-                (
-                    "BADTIME",
-                    format!(
-                        "the clocks of this host and the server differ by {skew} s, more than the 300 s TSIG allows; fix NTP"
-                    ),
-                )
-            }
-            TsigError::BadTrunc => ("BADTRUNC", "the server refused a truncated MAC".into()),
-            TsigError::Unknown(_) => ("unknown", "the server reported a TSIG error kmsdns does not know".into()),
-        };
-        return Err(UpdateError::BadSignature { zone, server, tsig: name.into(), hint });
+    let key_name = key.map(|k| format!("key '{}'", k.name)).unwrap_or_default();
+    if let Some(e) = tsig_error(&zone, server, &response, &key_name, now) {
+        return Err(e);
     }
-
     // A signed request's answer must carry a MAC over our request MAC, or it could be forged.
     if let (Some(s), Some(req_mac)) = (&signer, &request_mac) {
-        match tsig {
+        match response.signature() {
             Some(t) if !t.data.mac.is_empty() => {
                 let (_, _, window) = s.verify_message_byte(response.as_buffer(), Some(req_mac), true).map_err(|e| {
                     UpdateError::UnverifiedAnswer {
@@ -231,27 +379,7 @@ pub(super) async fn send(
             _ => {}
         }
     }
-
-    match rcode {
-        ResponseCode::NoError => Ok(()),
-        ResponseCode::Refused => {
-            let hint = match key {
-                Some(_) => format!(
-                    "the key '{key_name}' is not allowed to update this zone, or {server} is not the zone's primary; check `update-policy`/`allow-update` there and `primary =` in the inventory"
-                ),
-                None => "the server takes no unsigned updates; give the zone an update_key".into(),
-            };
-            Err(UpdateError::Refused { zone, server, hint })
-        }
-        ResponseCode::NotAuth => Err(UpdateError::NotAuthoritative { zone, server }),
-        ResponseCode::NotZone => Err(UpdateError::NotZone { zone, server }),
-        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server }),
-        ResponseCode::NXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "NXRRSET".into() }),
-        ResponseCode::YXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "YXRRSET".into() }),
-        ResponseCode::NXDomain => Err(UpdateError::Conflict { zone, server, rcode: "NXDOMAIN".into() }),
-        ResponseCode::YXDomain => Err(UpdateError::Conflict { zone, server, rcode: "YXDOMAIN".into() }),
-        other => Err(UpdateError::Other { zone, server, rcode: other.to_string() }),
-    }
+    map_rcode(zone, server, rcode, &key_name)
 }
 
 /// The server's clock from a BADTIME answer's "other data" (RFC 8945 §5.2.3: 48 bits).

@@ -263,6 +263,37 @@ async fn tcp_client(
     Ok((client, tokio::spawn(background)))
 }
 
+/// Sends a message exactly as given (ID included) over one TCP connection and returns the
+/// answer. GSS-TSIG needs this: Samba checks the MIC over the message with the ID on the wire
+/// rather than the TSIG original ID, so the ID must not change after signing.
+#[cfg(feature = "gss-tsig")]
+pub(crate) async fn send_exact_over_tcp(
+    server: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<DnsResponse, NetError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let id = u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)]);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(server).await?;
+        let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("message longer than 65535 bytes"))?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(bytes);
+        stream.write_all(&framed).await?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await?;
+        let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut answer).await?;
+        Ok::<Vec<u8>, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange).await.map_err(|_| NetError::Timeout)??;
+    let response = DnsResponse::from_buffer(answer)?;
+    if response.metadata.id != id {
+        return Err(NetError::from("the answer is for another message (ID mismatch)"));
+    }
+    Ok(response)
+}
+
 /// Sends a finished message (an UPDATE, already signed) over TCP and returns the answer as
 /// received, with its bytes for TSIG verification. Nothing is added to the message on the way:
 /// the multiplexer only sets a fresh ID, which TSIG's original-ID field allows for.

@@ -3,3 +3,4 @@
 pub mod dnsp;
 pub mod rpc;
 pub mod security;
+pub mod tkey;

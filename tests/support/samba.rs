@@ -144,6 +144,22 @@ impl SambaLab {
         lab
     }
 
+    /// Runs `f` on a thread that has joined the lab's network namespace, and returns its result.
+    /// Sockets made there stay in the namespace, whichever thread uses them later: this is how
+    /// in-process KMS responders listen next to the DC.
+    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/proc/{}/ns/net", self.holder_pid);
+        std::thread::spawn(move || {
+            let ns = fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns on a valid namespace fd changes only this thread's network namespace.
+            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("the thread in the lab's namespace panicked")
+    }
+
     /// A Command that runs `program` inside the lab namespace (`nsenter -t <holder> -n -m -u`), with KRB5_CONFIG
     /// set to the lab's krb5.conf. A bare program name is looked up in `$PATH` and the sbin directories first.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
