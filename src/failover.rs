@@ -144,6 +144,19 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         evidence,
     );
 
+    if let (Some(ad), Some(account)) = (&inv.ad, new_host.and_then(|h| h.account.clone())) {
+        let zones: Vec<DnsName> = match old_host {
+            Some(h) if !h.zones.is_empty() => h.zones.clone(),
+            _ => inv.zones.iter().map(|z| z.name.clone()).collect(),
+        };
+        let (result, evidence) = ad_check(inv, ad, &account, &zones).await;
+        rb.step(
+            &format!("check that {} ({account}) may update _vlmcs._tcp in Active Directory", req.to),
+            result,
+            evidence,
+        );
+    }
+
     let (mut evidence, old_up) = probe_host(inv, &reader, &req.from, old_port).await;
     let old_result = match old_up {
         Some(false) => {
@@ -289,6 +302,53 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         new_ok && !plan_failed
     };
     rb
+}
+
+/// Whether `account` may write the `_vlmcs._tcp` node of each zone: if not, the new host's own
+/// registrations will be refused (event 12293) once it takes over.
+async fn ad_check(
+    inv: &Inventory,
+    ad: &crate::inventory::AdSettings,
+    account: &str,
+    zones: &[DnsName],
+) -> (StepResult, Vec<String>) {
+    use crate::observe::ad::{AdRead, observe_ad};
+    use crate::wire::security::{computer_token, may_update};
+    let view = match observe_ad(inv, ad).await {
+        AdRead::Read(v) => v,
+        AdRead::Failed { error } => {
+            return (StepResult::Warning, vec![format!("the directory could not be read: {error}")]);
+        }
+    };
+    let acct = match view.accounts.get(account) {
+        Some(Ok(a)) => a.clone(),
+        Some(Err(e)) => return (StepResult::Warning, vec![e.clone()]),
+        None => return (StepResult::Warning, vec![format!("{account} was not looked up")]),
+    };
+    let token = computer_token(acct.sid, &acct.groups, false);
+    let mut evidence = Vec::new();
+    let mut blocked = false;
+    for z in view.zones.iter().filter(|z| zones.contains(&z.zone)) {
+        match z.node.as_ref().and_then(|n| n.sd.as_ref()) {
+            None => evidence.push(format!("zone {}: no _vlmcs._tcp node yet: {account} may create it", z.zone)),
+            Some(sd) if may_update(sd, &token).allowed() => {
+                evidence.push(format!("zone {}: {account} may update _vlmcs._tcp", z.zone))
+            }
+            Some(_) => {
+                blocked = true;
+                evidence.push(format!(
+                    "zone {}: {account} may NOT update _vlmcs._tcp: its own registrations would be refused (event 12293)",
+                    z.zone
+                ));
+            }
+        }
+    }
+    if blocked {
+        evidence.push("fix it with `kmsdns repair --acl --apply` (grants [ad] kms_group write access; the host must be a member, with a new Kerberos ticket)".into());
+        (StepResult::Warning, evidence)
+    } else {
+        (StepResult::Ok, evidence)
+    }
 }
 
 /// Where the zone's updates go: `primary =`, or the SOA MNAME one of its servers gives.

@@ -48,6 +48,10 @@ pub struct AdSettings {
     pub password_file: PathBuf,
     /// The group that may update `_vlmcs._tcp` (Microsoft's fix); `repair --acl` grants it.
     pub kms_group: Option<String>,
+    /// The Kerberos principal GSS-TSIG updates are made as; the ccache's default when absent.
+    pub principal: Option<String>,
+    /// A keytab for that principal (the service's own account); the ambient ccache when absent.
+    pub keytab: Option<PathBuf>,
 }
 
 /// The `[daemon]` table: the timers and hysteresis of `kmsdns run`.
@@ -475,6 +479,8 @@ struct RawAd {
     password_file: Option<Spanned<String>>,
     sasl: Option<Spanned<String>>,
     kms_group: Option<Spanned<String>>,
+    principal: Option<Spanned<String>>,
+    keytab: Option<Spanned<String>>,
 }
 
 /// Collects problems while a raw inventory is turned into a valid one.
@@ -592,6 +598,8 @@ fn validate_ad(c: &mut Checker, a: &RawAd) -> AdSettings {
         bind_dn,
         password_file,
         kms_group: a.kms_group.as_ref().map(|g| g.get_ref().clone()),
+        principal: a.principal.as_ref().map(|p| p.get_ref().clone()),
+        keytab: a.keytab.as_ref().map(|k| PathBuf::from(k.get_ref())),
     }
 }
 

@@ -177,6 +177,9 @@ fn init_logging(verbose: u8) {
 }
 
 fn run_daemon(cli: &Cli) -> i32 {
+    if let Ok(inv) = Inventory::load(&cli.config) {
+        use_keytab(&inv);
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -219,6 +222,15 @@ fn check_config(path: &Path) -> i32 {
     0
 }
 
+/// `[ad] keytab`: MIT Kerberos takes a client keytab from KRB5_CLIENT_KTNAME, so GSS-TSIG can
+/// get tickets for the service's own account without a ccache. Set before any thread starts.
+fn use_keytab(inv: &Inventory) {
+    if let Some(keytab) = inv.ad.as_ref().and_then(|a| a.keytab.as_ref()) {
+        // SAFETY: called from main before the runtime (or any other thread) exists.
+        unsafe { std::env::set_var("KRB5_CLIENT_KTNAME", keytab) };
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
         eprintln!("kmsdns: cannot start the async runtime: {e}");
@@ -231,6 +243,7 @@ fn with_inventory(cli: &Cli, f: impl FnOnce(Inventory, &tokio::runtime::Runtime)
         Ok(inv) => inv,
         Err(code) => return code,
     };
+    use_keytab(&inv);
     match runtime() {
         Ok(rt) => f(inv, &rt),
         Err(code) => code,

@@ -214,7 +214,8 @@ pub fn auth_for(inv: &Inventory, zone: &Zone, mname: Option<&DnsName>) -> Result
                     )
                 })?,
             };
-            return Ok(apply::Auth::Gss { server_name });
+            let principal = inv.ad.as_ref().and_then(|a| a.principal.clone());
+            return Ok(apply::Auth::Gss { server_name, principal });
         }
         #[cfg(not(feature = "gss-tsig"))]
         return Err(format!("zone {}: this kmsdns was built without GSS-TSIG", zone.name));

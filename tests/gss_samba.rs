@@ -149,10 +149,23 @@ fn no_ticket_is_a_clear_error_and_the_failover_runbook_works_with_kerberos() {
         &["failover", "--config", inv, "--from", "kms9.corp.test", "--to", "kms2.corp.test", "--apply"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains("done: every server serves the new records"), "{}", show(&out));
+    // The new host's account cannot write the nodes KMS1$ owns: the runbook says so, and how to fix it.
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("done: every server serves the new records"),
+        text.contains("check that kms2.corp.test (KMS2$) may update _vlmcs._tcp in Active Directory: WARNING"),
         "{}",
         show(&out)
     );
+    assert!(
+        text.contains("KMS2$ may NOT update _vlmcs._tcp") && text.contains("kmsdns repair --acl --apply"),
+        "{}",
+        show(&out)
+    );
+    let out = kmsdns(&lab, &cc1, &["repair", "--acl", "--apply", "--config", inv]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = kmsdns(&lab, &cc1, &["failover", "--config", inv, "--from", "kms9.corp.test", "--to", "kms2.corp.test"]);
+    let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains("(KMS2$) may update _vlmcs._tcp in Active Directory: OK"), "{}", show(&out));
     assert_eq!(lab.dig(VLMCS, "SRV"), ["0 0 1688 kms1.corp.test.", "0 0 1688 kms2.corp.test."]);
 }

@@ -25,8 +25,9 @@ use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, message_tbs, signed_bitmessage_to_buf};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
+use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name as GssName;
-use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE};
+use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL};
 use tokio::sync::Mutex;
 
 use crate::name::DnsName;
@@ -104,6 +105,7 @@ fn sessions() -> &'static Mutex<HashMap<SocketAddr, Session>> {
 pub async fn with_session<T>(
     server: SocketAddr,
     server_name: &DnsName,
+    principal: Option<&str>,
     timeout: Duration,
     f: impl AsyncFnOnce(&mut Session) -> Result<T, super::rfc2136::UpdateError>,
 ) -> Result<T, super::rfc2136::UpdateError> {
@@ -114,11 +116,9 @@ pub async fn with_session<T>(
     };
     if fresh {
         map.remove(&server);
-        let s = negotiate(server, server_name, timeout).await.map_err(|e| super::rfc2136::UpdateError::Gss {
-            zone: None,
-            server,
-            why: e.to_string(),
-        })?;
+        let s = negotiate(server, server_name, principal, timeout)
+            .await
+            .map_err(|e| super::rfc2136::UpdateError::Gss { zone: None, server, why: e.to_string() })?;
         map.insert(server, s);
     }
     let Some(session) = map.get_mut(&server) else {
@@ -134,10 +134,15 @@ pub async fn forget(server: SocketAddr) {
 
 /// Negotiates a context: TKEY queries carrying GSS tokens until the context is complete.
 /// Tries the algorithm name `gss-tsig` first, then `gss.microsoft.com` for older Windows.
-pub async fn negotiate(server: SocketAddr, server_name: &DnsName, timeout: Duration) -> Result<Session, GssError> {
+pub async fn negotiate(
+    server: SocketAddr,
+    server_name: &DnsName,
+    principal: Option<&str>,
+    timeout: Duration,
+) -> Result<Session, GssError> {
     let mut last = None;
     for alg in ["gss-tsig", "gss.microsoft.com"] {
-        match negotiate_with(server, server_name, timeout, alg).await {
+        match negotiate_with(server, server_name, principal, timeout, alg).await {
             Ok(s) => return Ok(s),
             Err(e @ GssError::Refused { .. }) => last = Some(e),
             Err(e) => return Err(e),
@@ -149,6 +154,7 @@ pub async fn negotiate(server: SocketAddr, server_name: &DnsName, timeout: Durat
 async fn negotiate_with(
     server: SocketAddr,
     server_name: &DnsName,
+    principal: Option<&str>,
     timeout: Duration,
     alg: &str,
 ) -> Result<Session, GssError> {
@@ -161,10 +167,24 @@ async fn negotiate_with(
     // Kerberos calls may ask the KDC for a service ticket: keep them off the async threads.
     let first = {
         let service = service.clone();
+        let principal = principal.map(str::to_string);
         tokio::task::spawn_blocking(move || {
             let name =
                 GssName::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE)).map_err(|e| kerberos(&e, &service))?;
-            let mut ctx = ClientCtx::new(None, name, flags, Some(GSS_MECH_KRB5));
+            // A named principal's credentials (from the ccache, or the keytab KRB5_CLIENT_KTNAME
+            // names); otherwise GSSAPI takes the ccache's default principal.
+            let cred = match principal {
+                Some(p) => {
+                    let me =
+                        GssName::new(p.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| kerberos(&e, &service))?;
+                    Some(
+                        Cred::acquire(Some(&me), None, CredUsage::Initiate, None)
+                            .map_err(|e| kerberos(&e, &service))?,
+                    )
+                }
+                None => None,
+            };
+            let mut ctx = ClientCtx::new(cred, name, flags, Some(GSS_MECH_KRB5));
             let token = ctx.step(None, None).map_err(|e| kerberos(&e, &service))?;
             Ok::<_, GssError>((ctx, token.map(|t| t.to_vec())))
         })

@@ -161,9 +161,10 @@ pub enum Auth {
     Unsigned,
     /// HMAC TSIG with a shared secret (RFC 8945).
     Tsig(TsigKey),
-    /// GSS-TSIG (RFC 3645): Kerberos, for the DNS service of the server named here.
+    /// GSS-TSIG (RFC 3645): Kerberos, for the DNS service of the server named here, as
+    /// `principal` (the ccache's default principal when None).
     #[cfg(feature = "gss-tsig")]
-    Gss { server_name: DnsName },
+    Gss { server_name: DnsName, principal: Option<String> },
 }
 
 /// Signs, sends over TCP to `server`, and maps the answer. Under GSS-TSIG, a server that
@@ -178,13 +179,14 @@ pub(super) async fn send(
         Auth::Unsigned => send_hmac(u, server, None, timeout).await,
         Auth::Tsig(k) => send_hmac(u, server, Some(k), timeout).await,
         #[cfg(feature = "gss-tsig")]
-        Auth::Gss { server_name } => {
-            let first = send_gss(u, server, server_name, timeout).await;
+        Auth::Gss { server_name, principal } => {
+            let principal = principal.as_deref();
+            let first = send_gss(u, server, server_name, principal, timeout).await;
             match first {
                 Err(UpdateError::BadSignature { ref tsig, .. }) if tsig == "BADKEY" => {
                     tracing::debug!(%server, "the server forgot the GSS-TSIG context; negotiating a new one");
                     super::gss::forget(server).await;
-                    send_gss(u, server, server_name, timeout).await
+                    send_gss(u, server, server_name, principal, timeout).await
                 }
                 other => other,
             }
@@ -197,10 +199,11 @@ async fn send_gss(
     u: &RrsetUpdate,
     server: SocketAddr,
     server_name: &DnsName,
+    principal: Option<&str>,
     timeout: Duration,
 ) -> Result<(), UpdateError> {
     let zone = u.zone.clone();
-    let result = super::gss::with_session(server, server_name, timeout, async |session| {
+    let result = super::gss::with_session(server, server_name, principal, timeout, async |session| {
         let m = build(u, rand_id());
         let (wire, request_mac) = session.sign(&m).map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?;
         let response = match crate::observe::dns::send_exact_over_tcp(server, &wire, timeout).await {
