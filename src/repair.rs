@@ -123,6 +123,19 @@ pub async fn carry_out_with(
     futures_util::future::join_all(jobs).await
 }
 
+/// Updates in flight to one primary at most, whatever the concurrency: bench/README.md found
+/// BIND answering 250-330 updates a second however many wait, and dropping them past its
+/// update-quota.
+const UPDATES_PER_PRIMARY: usize = 16;
+
+fn update_slot(primary: SocketAddr) -> Arc<Semaphore> {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<Semaphore>>>> =
+        std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(Default::default);
+    let mut map = slots.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(primary).or_insert_with(|| Arc::new(Semaphore::new(UPDATES_PER_PRIMARY))).clone()
+}
+
 async fn repair_zone(
     inv: &Inventory,
     obs: &Observation,
@@ -164,7 +177,13 @@ async fn repair_zone(
             adds: zp.adds().cloned().collect(),
         };
         let reasons = zp.changes.iter().map(|c| format!("{} {}: {}", c.code.as_str(), c.record, c.reason)).collect();
-        match apply::commit(mode, primary, &auth, &update, reasons, None, timeout).await {
+        let sent = {
+            // A primary takes only so many updates at once (BIND's update-quota is 100, and
+            // its listen queue is short); beyond that it drops them and we would time out.
+            let _slot = update_slot(primary).acquire_owned().await;
+            apply::commit(mode, primary, &auth, &update, reasons, None, timeout).await
+        };
+        match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
                 let servers = await_propagation(inv, &zone, &update.after()).await;
