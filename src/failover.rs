@@ -268,6 +268,13 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             }
             remaining.extend(after.iter().map(|r| (r.target.clone(), r.port)));
         }
+        if let Some(ad) = &inv.ad
+            && !applied_zones.is_empty()
+        {
+            let (ok, lines) = directory_holds(inv, ad, &applied_zones).await;
+            verified &= ok;
+            evidence.extend(lines);
+        }
         for (target, port) in remaining {
             let (lines, up) = probe_host(inv, &reader, &target, port).await;
             evidence.extend(lines);
@@ -276,12 +283,16 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             }
         }
         rb.step(
-            "verify on every authoritative server",
+            "verify on every authoritative server (and in the directory, with [ad])",
             if verified { StepResult::Ok } else { StepResult::Failed },
             evidence,
         );
     } else {
-        rb.step("verify on every authoritative server", StepResult::Skipped, vec!["nothing was applied".into()]);
+        rb.step(
+            "verify on every authoritative server (and in the directory, with [ad])",
+            StepResult::Skipped,
+            vec!["nothing was applied".into()],
+        );
     }
 
     // 5. What a person still has to do.
@@ -349,6 +360,32 @@ async fn ad_check(
     } else {
         (StepResult::Ok, evidence)
     }
+}
+
+/// Whether the directory stores the new RRset of each zone it holds (a DC serves what AD
+/// stores, and other DCs get it by replication).
+async fn directory_holds(
+    inv: &Inventory,
+    ad: &crate::inventory::AdSettings,
+    zones: &[(Zone, Vec<SrvRecord>)],
+) -> (bool, Vec<String>) {
+    use crate::observe::ad::{AdRead, observe_ad};
+    let view = match observe_ad(inv, ad).await {
+        AdRead::Read(v) => v,
+        AdRead::Failed { error } => return (false, vec![format!("the directory could not be read: {error}")]),
+    };
+    let mut ok = true;
+    let mut evidence = Vec::new();
+    for (zone, after) in zones {
+        let Some(z) = view.zones.iter().find(|z| z.zone == zone.name && z.dn.is_some()) else { continue };
+        let stored = z.node.as_ref().filter(|n| !n.tombstoned).map(crate::audit::ad::srv_records).unwrap_or_default();
+        let same = crate::repair::same_rrset(&stored, after);
+        ok &= same;
+        let targets: Vec<String> = stored.iter().map(|r| r.target.to_string()).collect();
+        let mark = if same { "ok" } else { "NOT YET" };
+        evidence.push(format!("zone {} in the directory ({}): {mark}: [{}]", zone.name, view.dc, targets.join(", ")));
+    }
+    (ok, evidence)
 }
 
 /// Where the zone's updates go: `primary =`, or the SOA MNAME one of its servers gives.

@@ -315,6 +315,11 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
     report.summary.exit_code
 }
 
+/// The journal when changes are to be sent; none for a dry run, which writes nothing.
+fn journal_if(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Option<Journal>, i32> {
+    if apply { open_journal(cli, inv).map(Some) } else { Ok(None) }
+}
+
 /// Opens the journal, reporting changes a crash left without an outcome.
 fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
     let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
@@ -359,13 +364,9 @@ fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], 
 }
 
 fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
-    let journal = if apply {
-        match open_journal(cli, inv) {
-            Ok(j) => Some(j),
-            Err(code) => return code,
-        }
-    } else {
-        None
+    let journal = match journal_if(cli, inv, apply) {
+        Ok(j) => j,
+        Err(code) => return code,
     };
     let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
     rt.block_on(async {
@@ -377,13 +378,9 @@ fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool)
 }
 
 fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
-    let journal = if apply {
-        match open_journal(cli, inv) {
-            Ok(j) => Some(j),
-            Err(code) => return code,
-        }
-    } else {
-        None
+    let journal = match journal_if(cli, inv, apply) {
+        Ok(j) => j,
+        Err(code) => return code,
     };
     let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
     let result = rt.block_on(async {
@@ -446,13 +443,9 @@ fn failover(
         (Ok(from), Ok(to)) => kmsdns::failover::Request { from, to },
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let journal = if apply {
-        match open_journal(cli, inv) {
-            Ok(j) => Some(j),
-            Err(code) => return code,
-        }
-    } else {
-        None
+    let journal = match journal_if(cli, inv, apply) {
+        Ok(j) => j,
+        Err(code) => return code,
     };
     let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
     let mut runbook = rt.block_on(kmsdns::failover::failover(inv, &req, mode));

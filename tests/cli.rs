@@ -6,17 +6,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::Value;
+use support::run::kmsdns;
 use support::{BindLab, Estate, ZoneSpec, free_port, loopback_ip};
-
-fn kmsdns(args: &[&str]) -> Output {
-    Command::new(assert_cmd::cargo::cargo_bin!("kmsdns"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run kmsdns")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -394,3 +394,43 @@ fn a_bad_config_at_start_exits_3() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn systemd_is_told_ready_status_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let site = Site::new();
+    let config = site.config("kmsdns.toml", "interval = \"300ms\"\nprobe_interval = \"100ms\"", "");
+    let socket_path = site.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("kmsdns"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(site.state("state"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(seen.contains("READY=1") && seen.contains("STATUS=last audit")) && Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("READY=1"), "{seen}");
+    assert!(seen.contains("STATUS=last audit"), "{seen}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("STOPPING=1") && Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("STOPPING=1"), "{seen}");
+    assert!(child.wait().unwrap().success());
+}

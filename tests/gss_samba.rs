@@ -151,6 +151,11 @@ fn no_ticket_is_a_clear_error_and_the_failover_runbook_works_with_kerberos() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(text.contains("done: every server serves the new records"), "{}", show(&out));
+    assert!(
+        text.contains("zone corp.test in the directory (ldaps://dc1.corp.test): ok: [kms1.corp.test, kms2.corp.test]"),
+        "{}",
+        show(&out)
+    );
     // The new host's account cannot write the nodes KMS1$ owns: the runbook says so, and how to fix it.
     assert!(
         text.contains("check that kms2.corp.test (KMS2$) may update _vlmcs._tcp in Active Directory: WARNING"),

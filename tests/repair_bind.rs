@@ -7,25 +7,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use kmsdns::responder::KmsResponder;
 use serde_json::Value;
+use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, free_port, loopback_ip};
-
-fn kmsdns(args: &[&str]) -> Output {
-    Command::new(assert_cmd::cargo::cargo_bin!("kmsdns"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run kmsdns")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
 }
 
 /// A corp.test zone on a primary and a secondary: kms1 healthy, kms2 dead, old decommissioned

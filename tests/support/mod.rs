@@ -7,6 +7,7 @@
 
 mod bind;
 mod estate;
+pub mod run;
 mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
