@@ -34,7 +34,7 @@ fn show(o: &Output) -> String {
     )
 }
 
-struct Responders(#[allow(dead_code)] Vec<kmsdns::responder::KmsResponder>);
+struct Responders(Vec<kmsdns::responder::KmsResponder>);
 
 /// The DC with KMS1$ and KMS2$ in KMS-Hosts; kms1 and kms2 answer as KMS hosts, kms9 is dead.
 /// KMS1$ published kms1 and kms9 in corp.test and branch.test, so it owns both nodes.
@@ -173,4 +173,45 @@ fn no_ticket_is_a_clear_error_and_the_failover_runbook_works_with_kerberos() {
     let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(text.contains("(KMS2$) may update _vlmcs._tcp in Active Directory: OK"), "{}", show(&out));
     assert_eq!(lab.dig(VLMCS, "SRV"), ["0 0 1688 kms1.corp.test.", "0 0 1688 kms2.corp.test."]);
+}
+
+#[test]
+fn the_daemon_negotiates_a_new_context_after_the_dc_restarts() {
+    let (mut lab, mut kms, inv) = estate();
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "[daemon]\n",
+        "[daemon]\ninterval = \"1s\"\nprobe_interval = \"300ms\"\nfail_after = 2\nrecover_after = 1\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let cc1 = lab.kinit("KMS1$", "KMS1Passw0rd!");
+    let log_path = lab.dir.path().join("daemon.log");
+    let mut daemon = lab
+        .command(env!("CARGO_BIN_EXE_kmsdns"))
+        .args(["run", "--config", inv.to_str().unwrap()])
+        .env("KRB5CCNAME", format!("FILE:{}", cc1.display()))
+        .env("RUST_LOG", "kmsdns=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait_for = |lab: &SambaLab, want: &[&str], what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lab.dig(VLMCS, "SRV") != want {
+            assert!(std::time::Instant::now() < deadline, "{what}: {:?}\n{}", lab.dig(VLMCS, "SRV"), log());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    // The daemon replaces the dead kms9 by kms2 with its first context.
+    wait_for(&lab, &["0 0 1688 kms1.corp.test.", "0 0 1688 kms2.corp.test."], "kms9 out, kms2 in");
+    lab.restart();
+    // kms2 dies: the daemon's next update meets a DC that forgot the context.
+    kms.0.pop();
+    wait_for(&lab, &["0 0 1688 kms1.corp.test."], "kms2 out after the restart");
+    let _ = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = daemon.wait();
+    let log = log();
+    assert!(log.contains("forgot the GSS-TSIG context"), "{log}");
+    assert!(log.matches("GSS-TSIG context with dc1.corp.test").count() >= 2, "{log}");
 }

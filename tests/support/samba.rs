@@ -323,6 +323,23 @@ impl SambaLab {
     /// SIGTERM to samba's main process, wait up to 15 s, then SIGKILL; SIGKILL anything still inside the
     /// namespace; kill the namespace holder. Idempotent.
     pub fn stop(&mut self) {
+        self.stop_samba();
+        if let Some(mut holder) = self.holder.take() {
+            self.kill_stragglers();
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+    }
+
+    /// Stops samba and starts it again in the same namespace and database, as a DC restart
+    /// does: everything in the directory stays, everything in memory (GSS-TSIG contexts) goes.
+    pub fn restart(&mut self) {
+        self.stop_samba();
+        self.start_samba();
+        self.wait_ready();
+    }
+
+    fn stop_samba(&mut self) {
         if let Some(mut samba) = self.samba.take() {
             let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
             if running(&mut samba) {
@@ -337,11 +354,6 @@ impl SambaLab {
                 }
             }
             let _ = samba.wait();
-        }
-        if let Some(mut holder) = self.holder.take() {
-            self.kill_stragglers();
-            let _ = holder.kill();
-            let _ = holder.wait();
         }
     }
 
