@@ -97,13 +97,14 @@ fn signal_stream(kind: SignalKind, name: &str) -> Result<Signal, DaemonError> {
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let inv = Inventory::load(&opts.config)?;
     let state_dir = opts.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    let journal = Journal::open(&state_dir)?;
+    let mut journal = Journal::open(&state_dir)?;
     for i in journal.settle_interrupted()? {
         warn!(
             "journal entry {} (zone {}, to {}) has no outcome: kmsdns stopped while sending it; the next audit shows what the server holds",
             i.id, i.zone, i.server
         );
     }
+    journal.hold_writer()?;
     let mut d = Daemon {
         config: opts.config.clone(),
         health: Hysteresis::new(inv.daemon.fail_after, inv.daemon.recover_after),
@@ -133,7 +134,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     };
 
     let mut timers = Timers::new(&d.inv);
-    let mut watchdog = sd_notify::watchdog_enabled().map(|w| tokio::time::interval(w / 2));
+    let mut watchdog = sd_notify::watchdog_enabled().filter(|w| !w.is_zero()).map(|w| tokio::time::interval(w / 2));
     info!(
         "kmsdns running: {} zone(s), audit every {}, probes every {}, journal {}",
         d.inv.zones.len(),
@@ -377,7 +378,7 @@ impl Daemon {
         let findings = audit(inv, &obs);
         log_findings(&mut self.findings, &findings);
         let plan = plan(inv, &obs, &findings);
-        let steer = repair::Daemon { halt, health: Some(&self.health) };
+        let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
         let outcomes = repair::carry_out_with(inv, &obs, plan, Mode::Apply(&self.journal), &steer).await;
         let (mut applied, mut failed) = (0u64, 0u64);
         for o in &outcomes {

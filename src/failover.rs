@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
-use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
+use crate::inventory::{HostState, Inventory, Zone};
 use crate::name::DnsName;
 use crate::observe::{self, DnsReader, ProbeState, Resolution, SrvAnswer, SrvRecord};
 use crate::repair::{await_propagation, resolve_primary};
@@ -79,19 +79,9 @@ impl Runbook {
 /// system resolver.
 async fn addresses(inv: &Inventory, reader: &DnsReader, name: &DnsName) -> Resolution {
     match inv.zone_containing(name) {
-        Some(z) => reader.addresses_from(&ip_servers(&z.servers), name).await,
+        Some(z) => reader.addresses_from(&crate::repair::server_addrs(inv, &z.servers).await, name).await,
         None => observe::dns::system_addresses(name, inv.defaults.timeout).await,
     }
-}
-
-fn ip_servers(servers: &[ServerAddr]) -> Vec<SocketAddr> {
-    servers
-        .iter()
-        .filter_map(|s| match s.host {
-            ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
-            ServerHost::Name(_) => None,
-        })
-        .collect()
 }
 
 /// Probes `name` on `port` at every address; returns the evidence lines and whether any
@@ -213,6 +203,18 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
                 evidence.push(format!("zone {}: {e}", zone.name));
                 plan_failed = true;
             }
+        }
+    }
+    // A host the inventory does not know is moved out only where it is published: a mistyped
+    // --from must not publish the new host in every zone and call that a failover.
+    if old_host.is_none() {
+        changes.retain(|c| !c.update.deletes.is_empty());
+        if changes.is_empty() {
+            evidence.push(format!(
+                "{} is not in the inventory and no zone's primary publishes it: check the name",
+                req.from
+            ));
+            plan_failed = true;
         }
     }
     let plan_result = if plan_failed { StepResult::Failed } else { StepResult::Ok };

@@ -9,7 +9,7 @@
 //! No secret is ever written here: entries hold zones, servers, records and answers.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -92,7 +92,14 @@ pub enum JournalError {
 #[derive(Debug, Clone)]
 pub struct Journal {
     path: PathBuf,
+    /// A shared lock on `writers.lock`, held while this process may send changes.
+    writer: Option<std::sync::Arc<File>>,
 }
+
+/// Every process that sends changes holds a shared lock on this file while it runs; changes
+/// without an outcome are settled only under the exclusive lock, so a change another process
+/// is still sending is never marked as interrupted.
+const WRITERS_LOCK: &str = "writers.lock";
 
 impl Journal {
     /// Opens (creating when needed, mode 0700 for the directory) the journal in `state_dir`.
@@ -101,7 +108,7 @@ impl Journal {
         if !state_dir.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(io)?;
         }
-        let journal = Journal { path: state_dir.join(FILE_NAME) };
+        let journal = Journal { path: state_dir.join(FILE_NAME), writer: None };
         journal.file()?;
         Ok(journal)
     }
@@ -145,7 +152,10 @@ impl Journal {
     pub fn record_intent(&self, mut intent: Intent) -> Result<u64, JournalError> {
         let file = self.file()?;
         file.lock().map_err(self.io())?;
-        intent.id = self.last_intent_id(&file)? + 1;
+        intent.id = self
+            .last_intent_id(&file)?
+            .checked_add(1)
+            .ok_or_else(|| JournalError::CorruptTail { path: self.path.clone(), from_end: 1 })?;
         intent.time = now();
         let id = intent.id;
         self.append(&file, &Line::Intent(intent))?;
@@ -162,8 +172,38 @@ impl Journal {
     fn append(&self, mut file: &File, line: &Line) -> Result<(), JournalError> {
         let mut text = serde_json::to_string(line).map_err(|e| self.io()(std::io::Error::other(e)))?;
         text.push('\n');
-        file.write_all(text.as_bytes()).map_err(self.io())?;
+        self.trim_torn_tail(file)?;
+        let before = file.metadata().map_err(self.io())?.len();
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            // A full disk can leave half a line: take it back, so the journal stays readable.
+            let _ = file.set_len(before);
+            return Err(self.io()(e));
+        }
         file.sync_all().map_err(self.io())
+    }
+
+    /// Cuts off a last line that a crash left without its newline, so the next line starts
+    /// clean. Called under the lock.
+    fn trim_torn_tail(&self, mut file: &File) -> Result<(), JournalError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = file.metadata().map_err(self.io())?.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let start = len.saturating_sub(64 * 1024);
+        file.seek(SeekFrom::Start(start)).map_err(self.io())?;
+        let mut tail = Vec::new();
+        file.take(len - start).read_to_end(&mut tail).map_err(self.io())?;
+        if tail.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        let keep = match tail.iter().rposition(|b| *b == b'\n') {
+            Some(i) => start + i as u64 + 1,
+            None if start == 0 => 0,
+            // A line longer than the chunk: leave it for the reader to report.
+            None => return Ok(()),
+        };
+        file.set_len(keep).map_err(self.io())
     }
 
     /// The id of the newest intent. Appends happen under the lock, so ids grow down the file
@@ -181,6 +221,9 @@ impl Journal {
             let text = String::from_utf8_lossy(&buf);
             // The first line of a chunk that does not start the file may be cut: skip it.
             let whole = if start == 0 { &text[..] } else { text.split_once('\n').map(|(_, r)| r).unwrap_or("") };
+            // A last line without its newline is one a crash cut short: not an entry.
+            let whole =
+                if whole.ends_with('\n') { whole } else { whole.rsplit_once('\n').map(|(w, _)| w).unwrap_or("") };
             for (n, line) in whole.lines().rev().enumerate() {
                 if let Ok(Line::Intent(i)) = serde_json::from_str::<Line>(line) {
                     return Ok(i.id);
@@ -197,14 +240,15 @@ impl Journal {
     }
 
     fn read_lines(&self) -> Result<Vec<Line>, JournalError> {
-        let file = File::open(&self.path).map_err(self.io())?;
+        let all = std::fs::read_to_string(&self.path).map_err(self.io())?;
+        // A last line without its newline is one a crash cut short: not an entry.
+        let complete = if all.ends_with('\n') { &all[..] } else { all.rsplit_once('\n').map(|(w, _)| w).unwrap_or("") };
         let mut lines = Vec::new();
-        for (i, text) in BufReader::new(file).lines().enumerate() {
-            let text = text.map_err(self.io())?;
+        for (i, text) in complete.lines().enumerate() {
             if text.trim().is_empty() {
                 continue;
             }
-            let line = serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
+            let line = serde_json::from_str(text).map_err(|e| JournalError::Corrupt {
                 path: self.path.clone(),
                 line: i + 1,
                 why: e.to_string(),
@@ -237,12 +281,41 @@ impl Journal {
             .ok_or(JournalError::NoSuchEntry { path: self.path.clone(), id })
     }
 
-    /// Changes that were sent (or about to be) when kmsdns stopped: their outcome is recorded
-    /// as unknown now, and they are returned so the caller can say so.
+    fn writers_lock(&self) -> Result<File, JournalError> {
+        let path = self.path.with_file_name(WRITERS_LOCK);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| JournalError::Io { path, source })
+    }
+
+    /// Changes that were sent (or about to be) when a kmsdns stopped: their outcome is recorded
+    /// as unknown now, and they are returned so the caller can say so. Done only when no other
+    /// process that sends changes is running; otherwise nothing is settled.
     pub fn settle_interrupted(&self) -> Result<Vec<Intent>, JournalError> {
-        self.settle_open(
-            "unknown: kmsdns stopped before the answer was recorded; audit the zone to see what the server holds",
-        )
+        let lock = self.writers_lock()?;
+        match lock.try_lock() {
+            Ok(()) => {
+                let open = self.settle_open(
+                    "unknown: kmsdns stopped before the answer was recorded; audit the zone to see what the server holds",
+                );
+                let _ = lock.unlock();
+                open
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(vec![]),
+            Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io { path: self.path.clone(), source }),
+        }
+    }
+
+    /// Marks this process as one that sends changes, until the journal is dropped.
+    pub fn hold_writer(&mut self) -> Result<(), JournalError> {
+        let lock = self.writers_lock()?;
+        lock.lock_shared().map_err(self.io())?;
+        self.writer = Some(std::sync::Arc::new(lock));
+        Ok(())
     }
 
     /// Records `answer` as the outcome of every change that has none, and returns them.
@@ -309,6 +382,20 @@ mod tests {
         assert!(j.settle_interrupted().unwrap().is_empty());
         let e = j.entry(1).unwrap();
         assert!(e.outcome.unwrap().answer.starts_with("unknown"));
+    }
+
+    #[test]
+    fn a_line_a_crash_cut_short_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let zone = DnsName::parse("corp.test").unwrap();
+        let id = j.intent(&zone, "s", &[], &[rec("a.test")], vec![], None).unwrap();
+        j.outcome(id, true, "NOERROR").unwrap();
+        let mut f = OpenOptions::new().append(true).open(j.path()).unwrap();
+        f.write_all(b"{\"phase\":\"intent\",\"id\":2,\"ti").unwrap();
+        assert_eq!(j.entries().unwrap().len(), 1);
+        assert_eq!(j.intent(&zone, "s", &[], &[], vec![], None).unwrap(), 2);
+        assert_eq!(j.entries().unwrap().len(), 2, "the torn line is gone and the new one readable");
     }
 
     #[test]

@@ -323,7 +323,7 @@ fn journal_if(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Option<Journal>
 /// Opens the journal, reporting changes a crash left without an outcome.
 fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
     let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    let journal = Journal::open(&dir).map_err(|e| {
+    let mut journal = Journal::open(&dir).map_err(|e| {
         eprintln!("kmsdns: {e}");
         EXIT_UNKNOWN
     })?;
@@ -335,6 +335,10 @@ fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
                     i.id, i.zone, i.server
                 );
             }
+            journal.hold_writer().map_err(|e| {
+                eprintln!("kmsdns: {e}");
+                EXIT_UNKNOWN
+            })?;
             Ok(journal)
         }
         Err(e) => {
@@ -419,7 +423,7 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
             return 2;
         }
         let plan = kmsdns::plan::Plan { zones: file.zones };
-        let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, Mode::Apply(&journal)).await;
+        let outcomes = kmsdns::repair::carry_out_reviewed(inv, &obs, plan, Mode::Apply(&journal)).await;
         print_repair(&file.findings, &outcomes, true, cli.format)
     })
 }

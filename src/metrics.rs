@@ -97,7 +97,11 @@ fn escape(v: &str) -> String {
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let Ok((mut conn, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait instead of spinning on the error.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             // One short request per connection; a client that dawdles is dropped.

@@ -105,6 +105,9 @@ pub fn plan(inv: &Inventory, obs: &Observation, findings: &[Finding]) -> Plan {
     Plan { zones }
 }
 
+/// A delete with its urgency.
+type Ranked = (u8, Change);
+
 /// How soon a delete is made when `max_deletes` lets only some through: records that send
 /// clients to a host that cannot serve them first.
 fn urgency(code: Code) -> u8 {
@@ -135,7 +138,21 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
         );
         return p;
     }
-    if zf.iter().any(|f| f.code == Code::ServerDivergence) {
+    // Servers that hold different records are a reason to wait; different SOA serials alone
+    // are not (AD DCs keep their own serials, and a secondary lags a busy primary for a moment):
+    // the update's prerequisite guards against acting on a stale copy.
+    let rdata_sets: Vec<Vec<(DnsName, u16, u16, u16)>> = view
+        .servers
+        .iter()
+        .filter_map(|s| s.srv.known_records())
+        .map(|rs| {
+            let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
+            v.sort();
+            v.dedup();
+            v
+        })
+        .collect();
+    if rdata_sets.windows(2).any(|w| w[0] != w[1]) {
         hold(
             &mut p,
             None,
@@ -147,7 +164,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
     p.before.sort();
 
     // Deletes (with their urgency) and adds, as the findings ask.
-    let mut deletes: Vec<(u8, Change)> = Vec::new();
+    let mut deletes: Vec<Ranked> = Vec::new();
     let mut adds: Vec<Change> = Vec::new();
     for f in &zf {
         let Some(record) = f.record.clone() else { continue };
@@ -180,6 +197,20 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
     adds.sort_by(|a, b| a.record.cmp(&b.record));
     adds.dedup_by(|a, b| a.record.same_rdata(&b.record));
 
+    // When no target answers at all and no unpublished host does either, this host's view is
+    // more likely broken (a firewall, the network) than every KMS host dead at once: deleting
+    // on that evidence would empty the zone a run at a time.
+    let up = |r: &SrvRecord| health(obs, &r.target, r.port) == Health::Up;
+    if !p.before.is_empty() && !p.before.iter().any(up) && adds.is_empty() {
+        let (spared, rest): (Vec<Ranked>, Vec<Ranked>) =
+            deletes.into_iter().partition(|(_, c)| matches!(c.code, Code::StaleDead | Code::NotKms));
+        for (_, c) in spared {
+            let reason = "held back: no target of the zone answers as a KMS host, which looks like a problem on this side (firewall, network) rather than every host down";
+            hold(&mut p, Some(c.record), reason.into());
+        }
+        deletes = rest;
+    }
+
     // max_deletes counts records whose host leaves the zone; a replacement keeps its host.
     let mut kept: Vec<Change> = Vec::new();
     let mut removals = 0;
@@ -197,7 +228,6 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
 
     // Never leave a zone without a working KMS host when it had one: keep the working targets
     // that were to go (a decommissioned or unknown host that still answers).
-    let up = |r: &SrvRecord| health(obs, &r.target, r.port) == Health::Up;
     if p.before.iter().any(up) && !after(&p.before, &kept).iter().any(up) {
         let (spared, rest): (Vec<Change>, Vec<Change>) =
             kept.into_iter().partition(|c| c.action == Action::Delete && up(&c.record));

@@ -93,7 +93,14 @@ pub struct ServerCheck {
 /// Carries out `plan` zone by zone, concurrently under the inventory's bound.
 pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
     let never = AtomicBool::new(false);
-    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None }).await
+    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: true }).await
+}
+
+/// Carries out a reviewed plan (`kmsdns apply`): on a conflict the zone is reported, never
+/// planned again, since a new plan is one nobody reviewed.
+pub async fn carry_out_reviewed(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
+    let never = AtomicBool::new(false);
+    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: false }).await
 }
 
 /// How the daemon steers a repair: once `halt` is set no further update is started (an update
@@ -102,6 +109,8 @@ pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mod
 pub struct Daemon<'a> {
     pub halt: &'a AtomicBool,
     pub health: Option<&'a crate::health::Hysteresis>,
+    /// Observe and plan a zone again after a prerequisite conflict.
+    pub replan: bool,
 }
 
 /// [`carry_out`] under the daemon's steering.
@@ -148,6 +157,8 @@ async fn repair_zone(
         let error = "the zone is not in the inventory".to_string();
         return outcome(zp, ZoneResult::Failed { error }, vec![]);
     };
+    // The inventory's word on the policy, not the plan's: a plan file may be older.
+    zp.policy = zone.policy;
     if zp.changes.is_empty() {
         return outcome(zp, ZoneResult::NothingToDo, vec![]);
     }
@@ -190,7 +201,9 @@ async fn repair_zone(
                 let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
                 return outcome(zp, ZoneResult::Applied { id, attempts, lagging }, servers);
             }
-            Err(CommitError::Update { source, .. }) if source.is_conflict() && attempts <= CONFLICT_RETRIES => {
+            Err(CommitError::Update { source, .. })
+                if source.is_conflict() && steer.replan && attempts <= CONFLICT_RETRIES =>
+            {
                 // Someone changed the RRset: look again, plan again, from what is there now.
                 let only = inv.only_zone(&zone.name);
                 let mut fresh = observe::observe(&only).await;
@@ -259,14 +272,31 @@ pub fn zone_mname(obs: &Observation, zone: &Zone) -> Option<DnsName> {
 /// The SOA MNAME from the first of the zone's servers that gives one.
 pub async fn read_mname(inv: &Inventory, zone: &Zone) -> Option<DnsName> {
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
-    for s in &zone.servers {
-        if let ServerHost::Ip(ip) = s.host
-            && let (_, _, Some(m)) = reader.zone_view(SocketAddr::new(ip, s.port), &zone.name).await
-        {
+    for server in server_addrs(inv, &zone.servers).await {
+        if let (_, _, Some(m)) = reader.zone_view(server, &zone.name).await {
             return Some(m);
         }
     }
     None
+}
+
+/// The addresses of a zone's servers, names looked up through the system resolver (as
+/// observation does); a server whose name does not resolve is left out.
+pub async fn server_addrs(inv: &Inventory, servers: &[ServerAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for s in servers {
+        match &s.host {
+            ServerHost::Ip(ip) => out.push(SocketAddr::new(*ip, s.port)),
+            ServerHost::Name(n) => {
+                if let Resolution::Addresses { addresses } =
+                    observe::dns::system_addresses(n, inv.defaults.timeout).await
+                {
+                    out.extend(addresses.iter().map(|a| SocketAddr::new(*a, s.port)));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
@@ -294,14 +324,7 @@ pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let resolution = match inv.zone_containing(&name) {
         Some(z) => {
-            let servers: Vec<SocketAddr> = z
-                .servers
-                .iter()
-                .filter_map(|s| match s.host {
-                    ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
-                    ServerHost::Name(_) => None,
-                })
-                .collect();
+            let servers = server_addrs(inv, &z.servers).await;
             reader.addresses_from(&servers, &name).await
         }
         None => observe::dns::system_addresses(&name, inv.defaults.timeout).await,
@@ -587,6 +610,11 @@ pub async fn repair_acl(
             .collect();
         let (Some(node), false) = (&z.node, blocked.is_empty()) else { continue };
         let Some(sd) = node.sd.clone() else { continue };
+        // The group may write already: the hosts still blocked are not (yet) in it, which a
+        // second ACE would not change (see not_members).
+        if may_update(&sd, &[group.sid]).allowed() {
+            continue;
+        }
         let mut outcome = AclOutcome {
             zone: z.zone.clone(),
             dn: node.dn.clone(),

@@ -203,3 +203,23 @@ fn an_old_host_still_running_gets_a_warning_to_stop_publishing() {
     assert!(text.contains("slmgr /cdns"), "{}", show(&out));
     assert!(text.contains(&format!("kms1.corp.test {}: kms-up", site.kms1_addr)), "{}", show(&out));
 }
+
+#[test]
+fn a_mistyped_old_host_changes_nothing() {
+    let site = Site::new(false, true);
+    let inv = site.inventory(None);
+    let out = kmsdns(&[
+        "failover",
+        "--config",
+        inv.to_str().unwrap(),
+        "--from",
+        "kms01.corp.test",
+        "--to",
+        "kms2.corp.test",
+        "--apply",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no zone's primary publishes it"), "{}", show(&out));
+    assert_eq!(site.srv(0, "corp.test"), KMS1);
+    assert_eq!(site.srv(0, "branch.test"), KMS1);
+}

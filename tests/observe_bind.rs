@@ -144,3 +144,28 @@ async fn targets_resolve_through_the_zones_servers_and_each_endpoint_is_probed_o
     assert_eq!(obs.probes.values().next().unwrap().code(), "kms-up");
     assert!(audit(&inv, &obs).is_empty());
 }
+
+#[tokio::test]
+async fn an_alias_target_is_followed_and_an_unreadable_record_makes_the_answer_unknown() {
+    let kms1 = loopback_ip();
+    let _up = KmsResponder::up((kms1, 1688).into()).unwrap();
+    let lab = BindLab::primary_secondary(&[
+        ZoneSpec::new("alias.test")
+            .record(&format!("kms1 IN A {kms1}"))
+            .record("kms IN CNAME kms1")
+            .record("_vlmcs._tcp IN SRV 0 0 1688 kms.alias.test."),
+        ZoneSpec::new("dot.test").record("_vlmcs._tcp IN SRV 0 0 0 ."),
+    ]);
+    let servers: Vec<SocketAddr> = lab.servers.iter().map(|s| s.addr).collect();
+    let inv = inventory(&[("alias.test", servers.clone()), ("dot.test", servers)], "");
+    let obs = observe(&inv).await;
+    // Clients follow the alias to a KMS host: the record is not stale, only unknown to the inventory.
+    let found: Vec<(Code, String)> =
+        audit(&inv, &obs).into_iter().map(|f| (f.code, f.target.map(|t| t.to_string()).unwrap_or_default())).collect();
+    assert!(found.contains(&(Code::StaleUnknownHost, "kms.alias.test".into())), "{found:?}");
+    assert!(!found.iter().any(|(c, _)| *c == Code::StaleUnresolvable), "{found:?}");
+    // "Service not available" (target ".") cannot be judged: that server's answer is unknown.
+    assert!(
+        matches!(&obs.zones[1].servers[0].srv, SrvAnswer::Failed { error: ReadError::Malformed(m) } if m.contains("target"))
+    );
+}

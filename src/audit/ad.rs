@@ -67,7 +67,11 @@ pub fn audit_ad(
             _ => {}
         }
         let Some(node) = &z.node else { continue };
-        acl_findings(inv, view, z, node, &mut out);
+        // Only secure updates are checked against the node's ACL; a zone that takes unsigned
+        // updates ignores it (Samba's "nonsecure" skips the check entirely).
+        if z.settings.allow_update == AllowUpdate::SecureOnly {
+            acl_findings(inv, view, z, node, &mut out);
+        }
         record_findings(z, node, now, &mut out);
         divergence(z, node, dns, &mut out);
     }

@@ -308,10 +308,15 @@ async fn read_account(ldap: &mut Ldap, base: &str, account: &str, timeout: Durat
         .ok_or_else(|| format!("{account}: no readable objectSid"))?;
     // tokenGroups is computed, and only for a base-scope search of the object itself.
     let tg = search(ldap, timeout, &e.dn, Scope::Base, "(objectClass=*)", vec!["tokenGroups"], vec![]).await?;
-    let groups = tg
+    let groups: Vec<Sid> = tg
         .first()
         .map(|t| binary_values(t, "tokenGroups").iter().filter_map(|b| Sid::parse(b).ok()).collect())
         .unwrap_or_default();
+    // Every computer is at least in Domain Computers: no groups means the bind account may not
+    // read tokenGroups, and judging an empty token would invent ACL problems.
+    if groups.is_empty() {
+        return Err(format!("{account}: tokenGroups could not be read (the bind account may lack the right to)"));
+    }
     Ok(AdAccount { dn: e.dn, sid, groups })
 }
 

@@ -119,23 +119,34 @@ impl DnsReader {
         );
         let srv = match srv {
             Ok(Answer::Records(rs)) => {
-                let mut records: Vec<SrvRecord> = rs
-                    .iter()
-                    .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&owner))
-                    .filter_map(|r| match &r.data {
-                        RData::SRV(s) => Some(SrvRecord {
-                            target: DnsName::from_hickory(&s.target)?,
+                let mut records = Vec::new();
+                let mut unreadable = None;
+                for r in rs.iter().filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&owner)) {
+                    let RData::SRV(s) = &r.data else { continue };
+                    match DnsName::from_hickory(&s.target) {
+                        Some(target) => records.push(SrvRecord {
+                            target,
                             port: s.port,
                             priority: s.priority,
                             weight: s.weight,
                             ttl: r.ttl,
                         }),
-                        _ => None,
-                    })
-                    .collect();
+                        None => unreadable = Some(s.target.to_ascii()),
+                    }
+                }
                 records.sort();
                 records.dedup();
-                if records.is_empty() { SrvAnswer::NoData } else { SrvAnswer::Records { records } }
+                match unreadable {
+                    // A record we cannot name cannot be reasoned about, or asserted in a
+                    // prerequisite: the whole answer is unknown (e.g. RFC 2782's "." target).
+                    Some(t) => SrvAnswer::Failed {
+                        error: ReadError::Malformed(format!(
+                            "it holds an SRV record with the target '{t}', which kmsdns cannot judge"
+                        )),
+                    },
+                    None if records.is_empty() => SrvAnswer::NoData,
+                    None => SrvAnswer::Records { records },
+                }
             }
             Ok(Answer::NoData) => SrvAnswer::NoData,
             Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
@@ -170,10 +181,26 @@ impl DnsReader {
             );
             match (a, aaaa) {
                 (Ok(a), Ok(aaaa)) => {
-                    let addresses: Vec<IpAddr> = [a, aaaa]
+                    let records: Vec<&hickory_proto::rr::Record> =
+                        [&a, &aaaa].into_iter().flat_map(Answer::records).collect();
+                    // An SRV target should not be an alias (RFC 2782), but Windows clients follow
+                    // one: follow the CNAME chain the server put in its answer.
+                    let mut current = name.clone();
+                    for _ in 0..8 {
+                        let next = records.iter().find_map(|r| match &r.data {
+                            RData::CNAME(c) if DnsName::from_hickory(&r.name).as_ref() == Some(&current) => {
+                                DnsName::from_hickory(&c.0)
+                            }
+                            _ => None,
+                        });
+                        match next {
+                            Some(n) => current = n,
+                            None => break,
+                        }
+                    }
+                    let addresses: Vec<IpAddr> = records
                         .iter()
-                        .flat_map(Answer::records)
-                        .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(name))
+                        .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&current))
                         .filter_map(|r| match &r.data {
                             RData::A(a) => Some(IpAddr::V4(a.0)),
                             RData::AAAA(a) => Some(IpAddr::V6(a.0)),

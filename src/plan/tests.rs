@@ -165,3 +165,24 @@ fn plans_round_trip_through_json() {
     let text = serde_json::to_string(&p).unwrap();
     assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), p);
 }
+
+#[test]
+fn differing_serials_alone_do_not_hold_a_repair() {
+    let mut w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    w.obs.zones[0].servers[1].serial = Ok(8);
+    let p = plan_of(&w);
+    assert_eq!(changes(&p), vec![(Action::Delete, "old.corp.test".into())]);
+}
+
+#[test]
+fn when_nothing_answers_no_dead_target_is_deleted() {
+    // Every host down at once: more likely a firewall on this side than a dead estate.
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"])
+        .host("kms1.corp.test", 1, down())
+        .host("kms2.corp.test", 2, down())
+        .host("old.corp.test", 4, down());
+    let p = plan_of(&w);
+    // The decommissioned record may still go: that is the inventory's word, not a probe's.
+    assert_eq!(changes(&p), vec![(Action::Delete, "old.corp.test".into())]);
+    assert!(p.held.iter().filter(|h| h.reason.contains("no target of the zone answers")).count() == 2, "{:?}", p.held);
+}
