@@ -8,8 +8,11 @@
 //! - replace: `record-drift`, a delete and an add in the same update.
 //!
 //! Safety rails, each of which holds changes back and says why:
-//! - a zone whose servers could not all be read, or disagree, gets no change at all: what
-//!   they hold is not known, and a change planned on half the picture can clobber the other;
+//! - a zone whose servers could not all be read, or hold different records, gets no change at
+//!   all: what they hold is not known, and a change planned on half the picture can clobber
+//!   the other;
+//! - when no target answers as KMS at all, dead and not-KMS targets are not deleted: a blind
+//!   probe (a firewall on this side) must not empty the zone;
 //! - at most `max_deletes` records leave a zone per run (a replacement does not count: its
 //!   host stays published);
 //! - a zone that had a target answering as KMS is never left without one;
