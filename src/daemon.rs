@@ -351,7 +351,7 @@ impl Daemon {
             }
         };
         if stopped {
-            match self.journal.settle_open("abandoned: kmsdns was stopped before the server answered; audit the zone") {
+            match self.journal.settle_own("abandoned: kmsdns was stopped before the server answered; audit the zone") {
                 Ok(open) => {
                     for i in open {
                         warn!("journal entry {} (zone {}) abandoned at shutdown", i.id, i.zone);

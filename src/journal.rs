@@ -48,6 +48,9 @@ pub struct Intent {
     /// its DACL-only descriptor before and after, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<AclChange>,
+    /// The process that sent it, so a stopping daemon settles only its own changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// A descriptor change, as written with SD_FLAGS = DACL only.
@@ -145,6 +148,7 @@ impl Journal {
             reasons,
             undo_of,
             acl: None,
+            pid: None,
         })
     }
 
@@ -157,6 +161,7 @@ impl Journal {
             .checked_add(1)
             .ok_or_else(|| JournalError::CorruptTail { path: self.path.clone(), from_end: 1 })?;
         intent.time = now();
+        intent.pid = Some(std::process::id());
         let id = intent.id;
         self.append(&file, &Line::Intent(intent))?;
         Ok(id)
@@ -320,7 +325,19 @@ impl Journal {
 
     /// Records `answer` as the outcome of every change that has none, and returns them.
     pub fn settle_open(&self, answer: &str) -> Result<Vec<Intent>, JournalError> {
-        let open: Vec<Intent> = self.entries()?.into_iter().filter(|e| e.outcome.is_none()).map(|e| e.intent).collect();
+        self.settle_where(answer, |_| true)
+    }
+
+    /// Records `answer` as the outcome of this process's changes that have none: what a
+    /// stopping daemon abandons, leaving alone what another kmsdns is sending.
+    pub fn settle_own(&self, answer: &str) -> Result<Vec<Intent>, JournalError> {
+        let me = std::process::id();
+        self.settle_where(answer, |i| i.pid == Some(me))
+    }
+
+    fn settle_where(&self, answer: &str, pick: impl Fn(&Intent) -> bool) -> Result<Vec<Intent>, JournalError> {
+        let open: Vec<Intent> =
+            self.entries()?.into_iter().filter(|e| e.outcome.is_none() && pick(&e.intent)).map(|e| e.intent).collect();
         for i in &open {
             self.outcome(i.id, false, answer)?;
         }
