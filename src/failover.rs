@@ -75,19 +75,10 @@ impl Runbook {
     }
 }
 
-/// Addresses of a host: from its zone's servers when it lies in a declared zone, else from the
-/// system resolver.
-async fn addresses(inv: &Inventory, reader: &DnsReader, name: &DnsName) -> Resolution {
-    match inv.zone_containing(name) {
-        Some(z) => reader.addresses_from(&crate::repair::server_addrs(inv, &z.servers).await, name).await,
-        None => observe::dns::system_addresses(name, inv.defaults.timeout).await,
-    }
-}
-
 /// Probes `name` on `port` at every address; returns the evidence lines and whether any
 /// address answered as KMS (None when the name could not be resolved).
 async fn probe_host(inv: &Inventory, reader: &DnsReader, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
-    match addresses(inv, reader, name).await {
+    match crate::repair::addresses_of(inv, reader, name).await {
         Resolution::Addresses { addresses } => {
             let mut lines = Vec::new();
             let mut up = false;
@@ -381,7 +372,7 @@ async fn directory_holds(
     for (zone, after) in zones {
         let Some(z) = view.zones.iter().find(|z| z.zone == zone.name && z.dn.is_some()) else { continue };
         let stored = z.node.as_ref().filter(|n| !n.tombstoned).map(crate::audit::ad::srv_records).unwrap_or_default();
-        let same = crate::repair::same_rrset(&stored, after);
+        let same = crate::observe::same_rrset(&stored, after);
         ok &= same;
         let targets: Vec<String> = stored.iter().map(|r| r.target.to_string()).collect();
         let mark = if same { "ok" } else { "NOT YET" };

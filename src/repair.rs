@@ -19,7 +19,7 @@ use crate::audit::audit;
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, Observation, Resolution, SrvAnswer, SrvRecord};
+use crate::observe::{self, DnsReader, Observation, Resolution, SrvAnswer, SrvRecord, same_rrset};
 use crate::plan::{Plan, ZonePlan, plan};
 
 /// Prerequisite conflicts retried before giving up.
@@ -285,25 +285,23 @@ pub async fn read_mname(inv: &Inventory, zone: &Zone) -> Option<DnsName> {
 pub async fn server_addrs(inv: &Inventory, servers: &[ServerAddr]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for s in servers {
-        match &s.host {
-            ServerHost::Ip(ip) => out.push(SocketAddr::new(*ip, s.port)),
-            ServerHost::Name(n) => {
-                if let Resolution::Addresses { addresses } =
-                    observe::dns::system_addresses(n, inv.defaults.timeout).await
-                {
-                    out.extend(addresses.iter().map(|a| SocketAddr::new(*a, s.port)));
-                }
-            }
-        }
+        out.extend(observe::dns::server_socket_addrs(s, inv.defaults.timeout).await.unwrap_or_default());
     }
     out
 }
 
+/// A host's addresses as kmsdns looks them up everywhere: from its zone's servers when it lies
+/// in a declared zone, else through the system resolver.
+pub async fn addresses_of(inv: &Inventory, reader: &DnsReader, name: &DnsName) -> Resolution {
+    match inv.zone_containing(name) {
+        Some(z) => reader.addresses_from(&server_addrs(inv, &z.servers).await, name).await,
+        None => observe::dns::system_addresses(name, inv.defaults.timeout).await,
+    }
+}
+
 /// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
 pub async fn primary(inv: &Inventory, obs: &Observation, zone: &Zone) -> Result<SocketAddr, String> {
-    let mname =
-        obs.zones.iter().find(|v| v.zone == zone.name).and_then(|v| v.servers.iter().find_map(|s| s.mname.clone()));
-    resolve_primary(inv, zone, mname).await
+    resolve_primary(inv, zone, zone_mname(obs, zone)).await
 }
 
 /// Where a zone's updates go, given the SOA MNAME its servers gave (if any was read).
@@ -322,14 +320,7 @@ pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName
         ServerHost::Name(n) => n,
     };
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
-    let resolution = match inv.zone_containing(&name) {
-        Some(z) => {
-            let servers = server_addrs(inv, &z.servers).await;
-            reader.addresses_from(&servers, &name).await
-        }
-        None => observe::dns::system_addresses(&name, inv.defaults.timeout).await,
-    };
-    match resolution {
+    match addresses_of(inv, &reader, &name).await {
         Resolution::Addresses { addresses } => Ok(SocketAddr::new(addresses[0], port)),
         Resolution::NoAddress => Err(format!("zone {}: the primary {name} has no address; set `primary =`", zone.name)),
         Resolution::Failed { error } => {
@@ -343,52 +334,27 @@ pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName
 pub async fn await_propagation(inv: &Inventory, zone: &Zone, want: &[SrvRecord]) -> Vec<ServerCheck> {
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let deadline = Instant::now() + inv.defaults.propagation_timeout;
-    let servers: Vec<(String, Option<SocketAddr>)> = zone
-        .servers
-        .iter()
-        .map(|s| {
-            let addr = match s.host {
-                ServerHost::Ip(ip) => Some(SocketAddr::new(ip, s.port)),
-                ServerHost::Name(_) => None,
-            };
-            (s.to_string(), addr)
-        })
-        .collect();
     let mut last: Vec<ServerCheck> = Vec::new();
     loop {
         last.clear();
-        for (label, addr) in &servers {
-            let answer = match addr {
-                Some(a) => reader.zone_view(*a, &zone.name).await.0,
-                None => match resolve_server(&reader, label).await {
-                    Some(a) => reader.zone_view(a, &zone.name).await.0,
+        for s in &zone.servers {
+            let answer = match observe::dns::server_socket_addrs(s, inv.defaults.timeout).await {
+                Ok(addrs) => match addrs.first() {
+                    Some(a) => reader.zone_view(*a, &zone.name).await.0,
                     None => {
-                        SrvAnswer::Failed { error: observe::ReadError::Network("cannot resolve the server".into()) }
+                        SrvAnswer::Failed { error: observe::ReadError::Network("the server has no address".into()) }
                     }
                 },
+                Err(error) => SrvAnswer::Failed { error },
             };
             let converged = answer.known_records().is_some_and(|rs| same_rrset(rs, want));
-            last.push(ServerCheck { server: label.clone(), converged, answer: describe(&answer) });
+            last.push(ServerCheck { server: s.to_string(), converged, answer: describe(&answer) });
         }
         if last.iter().all(|s| s.converged) || Instant::now() >= deadline {
             return last;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-async fn resolve_server(reader: &DnsReader, label: &str) -> Option<SocketAddr> {
-    let (host, port) = label.rsplit_once(':')?;
-    let name = DnsName::parse(host).ok()?;
-    match observe::dns::system_addresses(&name, reader.timeout()).await {
-        Resolution::Addresses { addresses } => Some(SocketAddr::new(addresses[0], port.parse().ok()?)),
-        _ => None,
-    }
-}
-
-/// Equal as clients see them: same records by rdata, TTL aside.
-pub fn same_rrset(a: &[SrvRecord], b: &[SrvRecord]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.same_rdata(x)))
 }
 
 fn describe(answer: &SrvAnswer) -> String {

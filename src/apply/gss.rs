@@ -233,7 +233,7 @@ async fn tkey_exchange(
         error: 0,
         key: token,
     });
-    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    let mut m = Message::new(super::rfc2136::rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = false;
     let mut q = Query::query(key_name.clone(), RecordType::Unknown(tkey::TYPE_TKEY));
     q.set_query_class(DNSClass::ANY);
@@ -245,10 +245,11 @@ async fn tkey_exchange(
     );
     rr.dns_class = DNSClass::ANY;
     m.additionals.push(rr);
-    let response = tokio::time::timeout(timeout, crate::observe::dns::send_over_tcp(server, m, timeout))
-        .await
-        .map_err(|_| GssError::Network { server, why: "no answer to the TKEY negotiation".into() })?
-        .map_err(|e| GssError::Network { server, why: e.to_string() })?;
+    let wire = m.to_vec().map_err(|e| GssError::Kerberos(format!("TKEY query: {e}")))?;
+    let response = crate::observe::dns::send_exact_over_tcp(server, &wire, timeout).await.map_err(|e| match e {
+        hickory_net::NetError::Timeout => GssError::Network { server, why: "no answer to the TKEY negotiation".into() },
+        e => GssError::Network { server, why: e.to_string() },
+    })?;
     if response.metadata.response_code != ResponseCode::NoError {
         return Err(GssError::Refused {
             server,
@@ -343,12 +344,6 @@ fn tsig_rr(key: &Name, algorithm: &Name, time: u64, mac: &[u8], original_id: u16
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn rand_id() -> u16 {
-    let mut b = [0u8; 2];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    u16::from_be_bytes(b)
 }
 
 fn random_label() -> String {

@@ -206,13 +206,7 @@ async fn send_gss(
     let result = super::gss::with_session(server, server_name, principal, timeout, async |session| {
         let m = build(u, rand_id());
         let (wire, request_mac) = session.sign(&m).map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?;
-        let response = match crate::observe::dns::send_exact_over_tcp(server, &wire, timeout).await {
-            Ok(r) => r,
-            Err(hickory_net::NetError::Timeout) => {
-                return Err(UpdateError::Timeout { zone: zone.clone(), server, timeout });
-            }
-            Err(e) => return Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
-        };
+        let response = exchange(&zone, server, &wire, timeout).await?;
         let verified = match response.signature() {
             Some(t) if !t.data.mac.is_empty() && t.data.error.is_none() => {
                 Some(session.verify(response.as_buffer(), &request_mac))
@@ -256,18 +250,17 @@ async fn send_gss(
     }
 }
 
+/// Sends the finished message (signed or not) byte for byte and maps transport failures.
 async fn exchange(
     zone: &DnsName,
     server: SocketAddr,
-    m: Message,
+    wire: &[u8],
     timeout: Duration,
 ) -> Result<hickory_proto::op::DnsResponse, UpdateError> {
-    match tokio::time::timeout(timeout, crate::observe::dns::send_over_tcp(server, m, timeout)).await {
-        Err(_) | Ok(Err(hickory_net::NetError::Timeout)) => {
-            Err(UpdateError::Timeout { zone: zone.clone(), server, timeout })
-        }
-        Ok(Err(e)) => Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
-        Ok(Ok(r)) => Ok(r),
+    match crate::observe::dns::send_exact_over_tcp(server, wire, timeout).await {
+        Err(hickory_net::NetError::Timeout) => Err(UpdateError::Timeout { zone: zone.clone(), server, timeout }),
+        Err(e) => Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
+        Ok(r) => Ok(r),
     }
 }
 
@@ -353,7 +346,8 @@ async fn send_hmac(
         }
         None => None,
     };
-    let response = exchange(&zone, server, m, timeout).await?;
+    let wire = m.to_vec().map_err(|e| UpdateError::Signing { zone: zone.clone(), why: e.to_string() })?;
+    let response = exchange(&zone, server, &wire, timeout).await?;
     let rcode = response.metadata.response_code;
     let key_name = key.map(|k| format!("key '{}'", k.name)).unwrap_or_default();
     if let Some(e) = tsig_error(&zone, server, &response, &key_name, now) {
@@ -391,9 +385,11 @@ fn other_time(other: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
 }
 
-fn rand_id() -> u16 {
-    // The multiplexer replaces the ID with a random one anyway; this only needs to be some value.
-    (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) & 0xffff) as u16
+/// A random message ID: the one the server sees, so an answer cannot be guessed for it.
+pub(super) fn rand_id() -> u16 {
+    let mut b = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u16::from_be_bytes(b)
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ fn divergence(z: &AdZone, node: &AdNode, dns: &[crate::observe::ZoneView], out: 
         .iter()
         .filter_map(|s| {
             let served = s.srv.known_records()?;
-            (!crate::repair::same_rrset(served, &in_ad)).then(|| {
+            (!crate::observe::same_rrset(served, &in_ad)).then(|| {
                 let targets: Vec<String> = served.iter().map(|r| r.target.to_string()).collect();
                 format!("{} serves [{}]", s.server, targets.join(", "))
             })

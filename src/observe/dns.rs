@@ -28,11 +28,12 @@ use hickory_net::runtime::TokioTime;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpStream;
 use hickory_net::xfer::{DnsClientStream, DnsHandle, DnsMultiplexer, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query, ResponseCode, SerialMessage};
+use hickory_proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode, SerialMessage};
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 use serde::Serialize;
 
 use super::{Resolution, SrvAnswer, SrvRecord};
+use crate::inventory::{ServerAddr, ServerHost};
 use crate::name::DnsName;
 
 /// Why a server's answer is unknown.
@@ -291,9 +292,9 @@ async fn tcp_client(
 }
 
 /// Sends a message exactly as given (ID included) over one TCP connection and returns the
-/// answer. GSS-TSIG needs this: Samba checks the MIC over the message with the ID on the wire
-/// rather than the TSIG original ID, so the ID must not change after signing.
-#[cfg(feature = "gss-tsig")]
+/// answer: every UPDATE and TKEY goes this way. A signed message must reach the server byte
+/// for byte: Samba checks the GSS-TSIG MIC over the ID on the wire rather than the TSIG
+/// original ID, and hickory's multiplexer would replace the ID after signing.
 pub(crate) async fn send_exact_over_tcp(
     server: SocketAddr,
     bytes: &[u8],
@@ -319,20 +320,6 @@ pub(crate) async fn send_exact_over_tcp(
         return Err(NetError::from("the answer is for another message (ID mismatch)"));
     }
     Ok(response)
-}
-
-/// Sends a finished message (an UPDATE, already signed) over TCP and returns the answer as
-/// received, with its bytes for TSIG verification. Nothing is added to the message on the way:
-/// the multiplexer only sets a fresh ID, which TSIG's original-ID field allows for.
-pub(crate) async fn send_over_tcp(
-    server: SocketAddr,
-    message: Message,
-    timeout: Duration,
-) -> Result<DnsResponse, NetError> {
-    let (client, task) = tcp_client(server, timeout).await?;
-    let result = client.send(DnsRequest::new(message, DnsRequestOptions::default())).first_answer().await;
-    task.abort();
-    result
 }
 
 async fn ask(
@@ -423,6 +410,19 @@ fn sorted_addresses(mut addresses: Vec<IpAddr>) -> Resolution {
     addresses.sort();
     addresses.dedup();
     if addresses.is_empty() { Resolution::NoAddress } else { Resolution::Addresses { addresses } }
+}
+
+/// Where a server from the inventory listens: its address, or the addresses its name has
+/// through the system resolver. Never empty when Ok.
+pub async fn server_socket_addrs(s: &ServerAddr, timeout: Duration) -> Result<Vec<SocketAddr>, ReadError> {
+    match &s.host {
+        ServerHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, s.port)]),
+        ServerHost::Name(n) => match system_addresses(n, timeout).await {
+            Resolution::Addresses { addresses } => Ok(addresses.iter().map(|a| SocketAddr::new(*a, s.port)).collect()),
+            Resolution::NoAddress => Err(ReadError::Network(format!("the server name {n} has no address"))),
+            Resolution::Failed { error } => Err(error),
+        },
+    }
 }
 
 /// A and AAAA of a name outside every declared zone, through the system resolver

@@ -103,6 +103,11 @@ impl SrvRecord {
     }
 }
 
+/// Two RRsets equal as clients see them: the same records by rdata, TTL aside.
+pub fn same_rrset(a: &[SrvRecord], b: &[SrvRecord]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.same_rdata(x)))
+}
+
 impl std::fmt::Display for SrvRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SRV {} {} {} {}", self.priority, self.weight, self.port, self.target.fqdn())
@@ -252,23 +257,14 @@ async fn resolve_servers(
     let mut out = BTreeMap::new();
     let mut jobs = JoinSet::new();
     for s in all {
-        match &s.host {
-            crate::inventory::ServerHost::Ip(ip) => {
-                out.insert(s.clone(), Ok(SocketAddr::new(*ip, s.port)));
-            }
-            crate::inventory::ServerHost::Name(n) => {
-                let (s, n, t, limit) = (s.clone(), n.clone(), reader.timeout(), limit.clone());
-                jobs.spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    let r = match dns::system_addresses(&n, t).await {
-                        Resolution::Addresses { addresses } => Ok(SocketAddr::new(addresses[0], s.port)),
-                        Resolution::NoAddress => Err(ReadError::Network(format!("the server name {n} has no address"))),
-                        Resolution::Failed { error } => Err(error),
-                    };
-                    (s, r)
-                });
-            }
-        }
+        let (s, t, limit) = (s.clone(), reader.timeout(), limit.clone());
+        jobs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let r = dns::server_socket_addrs(&s, t).await.and_then(|a| {
+                a.first().copied().ok_or_else(|| ReadError::Network(format!("the server name of {s} has no address")))
+            });
+            (s, r)
+        });
     }
     while let Some(done) = jobs.join_next().await {
         if let Ok((s, r)) = done {
