@@ -133,7 +133,19 @@ pub fn health(obs: &Observation, name: &DnsName, port: u16) -> Health {
             return Health::Unknown(format!("its address lookup failed: {error}"));
         }
         Some(Resolution::NoAddress) => return Health::NoAddress,
-        Some(Resolution::Addresses { addresses }) => addresses,
+        Some(Resolution::Addresses { addresses, incomplete }) => match incomplete {
+            None => addresses,
+            // Addresses a server could not tell us may be the live ones: only "up" can be said.
+            Some(error) => {
+                let up =
+                    addresses.iter().any(|a| obs.probes.get(&SocketAddr::new(*a, port)) == Some(&ProbeState::KmsUp));
+                return if up {
+                    Health::Up
+                } else {
+                    Health::Unknown(format!("a server of its zone could not be read for its addresses: {error}"))
+                };
+            }
+        },
     };
     let states: Vec<(SocketAddr, Option<&ProbeState>)> = addresses
         .iter()

@@ -77,9 +77,9 @@ impl Runbook {
 
 /// Probes `name` on `port` at every address; returns the evidence lines and whether any
 /// address answered as KMS (None when the name could not be resolved).
-async fn probe_host(inv: &Inventory, reader: &DnsReader, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
-    match crate::repair::addresses_of(inv, reader, name).await {
-        Resolution::Addresses { addresses } => {
+async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
+    match crate::repair::addresses_of(inv, name).await {
+        Resolution::Addresses { addresses, incomplete } => {
             let mut lines = Vec::new();
             let mut up = false;
             for a in addresses {
@@ -92,7 +92,14 @@ async fn probe_host(inv: &Inventory, reader: &DnsReader, name: &DnsName, port: u
                 };
                 lines.push(format!("{name} {ep}: {}{detail}", state.code()));
             }
-            (lines, Some(up))
+            match incomplete {
+                // Addresses a server could not tell us may be the live ones.
+                Some(error) if !up => {
+                    lines.push(format!("{name}: some of its addresses could not be read: {error}"));
+                    (lines, None)
+                }
+                _ => (lines, Some(up)),
+            }
         }
         Resolution::NoAddress => (vec![format!("{name} has no A or AAAA record")], Some(false)),
         Resolution::Failed { error } => (vec![format!("{name}: address lookup failed: {error}")], None),
@@ -111,7 +118,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
     let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
 
     // 1. Checks.
-    let (mut evidence, new_up) = probe_host(inv, &reader, &req.to, new_port).await;
+    let (mut evidence, new_up) = probe_host(inv, &req.to, new_port).await;
     if new_host.is_none() {
         evidence.push(format!(
             "{} is not in the inventory: its record is published with port {new_port}, priority 0, weight 0",
@@ -138,7 +145,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         );
     }
 
-    let (mut evidence, old_up) = probe_host(inv, &reader, &req.from, old_port).await;
+    let (mut evidence, old_up) = probe_host(inv, &req.from, old_port).await;
     let old_result = match old_up {
         Some(false) => {
             evidence.push(format!("{} does not answer: it cannot re-register its record", req.from));
@@ -269,7 +276,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             evidence.extend(lines);
         }
         for (target, port) in remaining {
-            let (lines, up) = probe_host(inv, &reader, &target, port).await;
+            let (lines, up) = probe_host(inv, &target, port).await;
             evidence.extend(lines);
             if up != Some(true) {
                 evidence.push(format!("{target} remains published but does not answer as a KMS host: audit the zone"));

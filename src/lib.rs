@@ -36,6 +36,7 @@ pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod name;
+pub mod net;
 pub mod observe;
 pub mod plan;
 pub mod repair;

@@ -292,11 +292,8 @@ pub async fn server_addrs(inv: &Inventory, servers: &[ServerAddr]) -> Vec<Socket
 
 /// A host's addresses as kmsdns looks them up everywhere: from its zone's servers when it lies
 /// in a declared zone, else through the system resolver.
-pub async fn addresses_of(inv: &Inventory, reader: &DnsReader, name: &DnsName) -> Resolution {
-    match inv.zone_containing(name) {
-        Some(z) => reader.addresses_from(&server_addrs(inv, &z.servers).await, name).await,
-        None => observe::dns::system_addresses(name, inv.defaults.timeout).await,
-    }
+pub async fn addresses_of(inv: &Inventory, name: &DnsName) -> Resolution {
+    observe::AddressLookup::new(inv).await.addresses(name).await
 }
 
 /// Where a zone's updates go: `primary =`, or the SOA MNAME on port 53.
@@ -319,9 +316,8 @@ pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName
         ServerHost::Ip(ip) => return Ok(SocketAddr::new(ip, port)),
         ServerHost::Name(n) => n,
     };
-    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
-    match addresses_of(inv, &reader, &name).await {
-        Resolution::Addresses { addresses } => Ok(SocketAddr::new(addresses[0], port)),
+    match addresses_of(inv, &name).await {
+        Resolution::Addresses { addresses, .. } => Ok(SocketAddr::new(addresses[0], port)),
         Resolution::NoAddress => Err(format!("zone {}: the primary {name} has no address; set `primary =`", zone.name)),
         Resolution::Failed { error } => {
             Err(format!("zone {}: the primary {name} could not be resolved ({error}); set `primary =`", zone.name))

@@ -227,7 +227,7 @@ fn target_reports(inv: &Inventory, obs: &Observation) -> Vec<TargetReport> {
             name_ports.sort();
             name_ports.dedup();
             let (resolution, error, probes) = match res {
-                Resolution::Addresses { addresses } => {
+                Resolution::Addresses { addresses, .. } => {
                     let probes = addresses
                         .iter()
                         .flat_map(|a| name_ports.iter().map(move |p| SocketAddr::new(*a, *p)))

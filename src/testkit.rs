@@ -99,7 +99,7 @@ impl World {
     /// `target` resolves to 127.0.0.<last> and its port 1688 is in `state` (None: not probed).
     pub fn host(mut self, target: &str, last: u8, state: Option<ProbeState>) -> World {
         let ip = IpAddr::from([127, 0, 0, last]);
-        self.obs.names.insert(name(target), Resolution::Addresses { addresses: vec![ip] });
+        self.obs.names.insert(name(target), Resolution::Addresses { addresses: vec![ip], incomplete: None });
         match state {
             Some(s) => self.obs.probes.insert(SocketAddr::new(ip, 1688), s),
             None => self.obs.probes.remove(&SocketAddr::new(ip, 1688)),

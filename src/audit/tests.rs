@@ -183,7 +183,7 @@ fn an_unprobed_address_is_unknown() {
 fn one_live_address_makes_a_host_up() {
     let mut w = World::new(&["kms1.corp.test", "kms2.corp.test"]);
     let (a, b) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 50]));
-    w.obs.names.insert(name("kms2.corp.test"), Resolution::Addresses { addresses: vec![a, b] });
+    w.obs.names.insert(name("kms2.corp.test"), Resolution::Addresses { addresses: vec![a, b], incomplete: None });
     w.obs.probes.insert(SocketAddr::new(b, 1688), ProbeState::Down("refused".into()));
     assert_eq!(health(&w.obs, &name("kms2.corp.test"), 1688), Health::Up);
     assert_eq!(w.summary(), vec![]);

@@ -1,40 +1,33 @@
-//! Reading DNS from authoritative servers, one server at a time, through hickory-net.
+//! Reading DNS from authoritative servers: one question at a time to one server, and every
+//! answer checked against its question before it counts as evidence.
 //!
-//! Two traps of hickory-net 0.26's `Client` shape this module (rust-crates.md §1.1): it has no
-//! TCP fallback (a truncated UDP answer is simply returned), and its UDP client stream resends
-//! every 333 ms within one overall timeout. We send one datagram per attempt, with our own
-//! timeout and our own retries, and repeat the question over TCP when the answer is truncated.
-//! Queries go with RD=0: we want the server's own authoritative data, never a recursion.
+//! Questions go with RD=0 (we want the server's own authoritative data, never a recursion),
+//! over one shared UDP socket per server ([`crate::net::ServerSocket`]), repeated over TCP
+//! when the answer is truncated, with our own timeout and retries.
 //!
-//! hickory's UDP client stream also opens a socket per question. An audit asks thousands, so
-//! each server instead gets one socket, opened on first use, whose answers hickory's
-//! multiplexer hands to the right question by message ID; datagrams from any other address
-//! are dropped. That halves the audit's CPU time (bench/README.md).
+//! An answer is evidence only for the question it answers (as BIND and Unbound treat a
+//! "question section mismatch"): it must carry the ID asked, come from the address asked (the
+//! socket is connected, so the kernel drops anything else), be a response, and hold exactly the
+//! question asked (name case-insensitively, type, class). Anything else, an answer that does not
+//! parse, or TC=1 over TCP, is [`ReadError::Malformed`], reported at once: unknown, never empty.
+//!
+//! Questions carry EDNS (RFC 6891). A server that answers FORMERR to EDNS (Windows Server
+//! 2008/2008 R2 DNS does, on an EDNS option) is asked again without it, and from then on.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::Stream;
-use tokio::sync::Semaphore;
-
-use hickory_net::NetError;
-use hickory_net::client::Client;
-use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::runtime::TokioTime;
-use hickory_net::tcp::TcpClientStream;
-use hickory_net::udp::UdpStream;
-use hickory_net::xfer::{DnsClientStream, DnsHandle, DnsMultiplexer, FirstAnswer};
-use hickory_proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode, SerialMessage};
-use hickory_proto::rr::{DNSClass, RData, RecordType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use serde::Serialize;
 
 use super::{Resolution, SrvAnswer, SrvRecord};
 use crate::inventory::{ServerAddr, ServerHost};
 use crate::name::DnsName;
+use crate::net::{ExchangeError, ServerSocket, random_id, tcp_exchange};
 
 /// Why a server's answer is unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -56,31 +49,19 @@ pub enum ReadError {
     Malformed(String),
 }
 
+/// The EDNS UDP payload size we offer (the DNS flag day 2020 value).
+const EDNS_PAYLOAD: u16 = 1232;
+
+/// The longest alias chain followed for an SRV target (Windows clients follow aliases).
+pub const MAX_ALIASES: usize = 8;
+
 /// Asks authoritative servers questions with a fixed timeout and retry budget. Clones share
-/// the per-server sockets.
+/// the per-server sockets, and what was learnt of each server (no EDNS).
 #[derive(Clone)]
 pub struct DnsReader {
     timeout: Duration,
     retries: u8,
-    sockets: Arc<Sockets>,
-}
-
-/// A server's multiplexed UDP client, and the bound on its questions in flight.
-type ServerSocket = (Client<TokioRuntimeProvider>, Arc<Semaphore>);
-
-/// One multiplexed UDP client per server, and the tasks that drive them (stopped on drop).
-#[derive(Default)]
-struct Sockets {
-    clients: Mutex<HashMap<SocketAddr, ServerSocket>>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for Sockets {
-    fn drop(&mut self) {
-        for t in self.tasks.get_mut().map(std::mem::take).unwrap_or_default() {
-            t.abort();
-        }
-    }
+    servers: Arc<Mutex<HashMap<SocketAddr, Arc<Server>>>>,
 }
 
 impl std::fmt::Debug for DnsReader {
@@ -89,17 +70,46 @@ impl std::fmt::Debug for DnsReader {
     }
 }
 
-/// Questions one server's socket may have in flight. hickory queues outgoing datagrams in a
-/// channel of 32 and fails a question when it is full ("channel is full"), so the socket
-/// takes fewer than that at once; more concurrency comes from more servers.
-const IN_FLIGHT_PER_SERVER: usize = 24;
-/// The multiplexer forgets an answered question only when it next runs, so its own count of
-/// questions in flight lags ours; its limit ("resource too busy") must not be the one that bites.
-const MUX_TABLE: usize = 1024;
+/// One server: its socket, and whether it takes EDNS.
+struct Server {
+    addr: SocketAddr,
+    socket: ServerSocket,
+    no_edns: AtomicBool,
+}
+
+/// One question, as asked.
+#[derive(Clone, Copy)]
+struct Question<'a> {
+    name: &'a DnsName,
+    rtype: RecordType,
+}
+
+impl std::fmt::Display for Question<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name.fqdn(), self.rtype)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What one server says of a name's addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddressAnswer {
+    /// The addresses, or, empty, an authoritative "none" (NXDOMAIN, or NODATA for A and AAAA).
+    Addresses(Vec<IpAddr>),
+    /// The name is an alias of a name this answer does not resolve: look that one up where it lives.
+    Alias(DnsName),
+    /// Unknown.
+    Failed(ReadError),
+}
 
 impl DnsReader {
     pub fn new(timeout: Duration, retries: u8) -> DnsReader {
-        DnsReader { timeout, retries, sockets: Arc::default() }
+        DnsReader { timeout, retries, servers: Arc::default() }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -115,40 +125,11 @@ impl DnsReader {
     ) -> (SrvAnswer, Result<u32, ReadError>, Option<DnsName>) {
         let owner = zone.vlmcs_owner();
         let (srv, soa) = tokio::join!(
-            self.authoritative(server, &owner, RecordType::SRV),
-            self.authoritative(server, zone, RecordType::SOA)
+            self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV }),
+            self.authoritative(server, Question { name: zone, rtype: RecordType::SOA })
         );
         let srv = match srv {
-            Ok(Answer::Records(rs)) => {
-                let mut records = Vec::new();
-                let mut unreadable = None;
-                for r in rs.iter().filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&owner)) {
-                    let RData::SRV(s) = &r.data else { continue };
-                    match DnsName::from_hickory(&s.target) {
-                        Some(target) => records.push(SrvRecord {
-                            target,
-                            port: s.port,
-                            priority: s.priority,
-                            weight: s.weight,
-                            ttl: r.ttl,
-                        }),
-                        None => unreadable = Some(s.target.to_ascii()),
-                    }
-                }
-                records.sort();
-                records.dedup();
-                match unreadable {
-                    // A record we cannot name cannot be reasoned about, or asserted in a
-                    // prerequisite: the whole answer is unknown (e.g. RFC 2782's "." target).
-                    Some(t) => SrvAnswer::Failed {
-                        error: ReadError::Malformed(format!(
-                            "it holds an SRV record with the target '{t}', which kmsdns cannot judge"
-                        )),
-                    },
-                    None if records.is_empty() => SrvAnswer::NoData,
-                    None => SrvAnswer::Records { records },
-                }
-            }
+            Ok(Answer::Records(rs)) => srv_answer(&owner, &rs),
             Ok(Answer::NoData) => SrvAnswer::NoData,
             Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
             Err(error) => SrvAnswer::Failed { error },
@@ -172,207 +153,295 @@ impl DnsReader {
         }
     }
 
-    /// A and AAAA of `name` from the first of `servers` that gives a usable answer.
-    pub async fn addresses_from(&self, servers: &[SocketAddr], name: &DnsName) -> Resolution {
-        let mut last = ReadError::Network("the zone has no usable server".into());
-        for server in servers {
-            let (a, aaaa) = tokio::join!(
-                self.authoritative(*server, name, RecordType::A),
-                self.authoritative(*server, name, RecordType::AAAA)
-            );
-            match (a, aaaa) {
-                (Ok(a), Ok(aaaa)) => {
-                    let records: Vec<&hickory_proto::rr::Record> =
-                        [&a, &aaaa].into_iter().flat_map(Answer::records).collect();
-                    // An SRV target should not be an alias (RFC 2782), but Windows clients follow
-                    // one: follow the CNAME chain the server put in its answer.
-                    let mut current = name.clone();
-                    for _ in 0..8 {
-                        let next = records.iter().find_map(|r| match &r.data {
-                            RData::CNAME(c) if DnsName::from_hickory(&r.name).as_ref() == Some(&current) => {
-                                DnsName::from_hickory(&c.0)
-                            }
-                            _ => None,
-                        });
-                        match next {
-                            Some(n) => current = n,
-                            None => break,
-                        }
-                    }
-                    let addresses: Vec<IpAddr> = records
-                        .iter()
-                        .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&current))
-                        .filter_map(|r| match &r.data {
-                            RData::A(a) => Some(IpAddr::V4(a.0)),
-                            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                            _ => None,
-                        })
-                        .collect();
-                    return sorted_addresses(addresses);
+    /// A and AAAA of `name` on one server, aliases followed as far as its answer goes.
+    pub async fn addresses_on(&self, server: SocketAddr, name: &DnsName) -> AddressAnswer {
+        let (a, aaaa) = tokio::join!(
+            self.authoritative(server, Question { name, rtype: RecordType::A }),
+            self.authoritative(server, Question { name, rtype: RecordType::AAAA })
+        );
+        let (a, aaaa) = match (a, aaaa) {
+            (Ok(a), Ok(aaaa)) => (a, aaaa),
+            (Err(e), _) | (_, Err(e)) => return AddressAnswer::Failed(e),
+        };
+        let records: Vec<&Record> = [&a, &aaaa].into_iter().flat_map(Answer::records).collect();
+        // An SRV target should not be an alias (RFC 2782), but Windows clients follow one:
+        // follow the CNAME chain as far as the server put it in its answer.
+        let mut current = name.clone();
+        for _ in 0..MAX_ALIASES {
+            let next = records.iter().find_map(|r| match &r.data {
+                RData::CNAME(c) if DnsName::from_hickory(&r.name).as_ref() == Some(&current) => {
+                    DnsName::from_hickory(&c.0)
                 }
-                (Err(e), _) | (_, Err(e)) => last = e,
+                _ => None,
+            });
+            match next {
+                Some(n) => current = n,
+                None => break,
             }
         }
-        Resolution::Failed { error: last }
+        let mut addresses: Vec<IpAddr> = records
+            .iter()
+            .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&current))
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        if addresses.is_empty() && &current != name {
+            // The chain leaves what this server answered for (another zone, perhaps):
+            // an alias is not "no address".
+            return AddressAnswer::Alias(current);
+        }
+        AddressAnswer::Addresses(addresses)
+    }
+
+    /// A and AAAA of `name` from every one of `servers` (the servers of the zone that holds
+    /// it). "No address" needs every server to say so; a server that could not be read makes
+    /// a negative unknown, and a positive incomplete.
+    pub async fn addresses_from(&self, servers: &[Result<SocketAddr, ReadError>], name: &DnsName) -> Found {
+        let answers = futures_util::future::join_all(servers.iter().map(|s| async move {
+            match s {
+                Ok(addr) => self.addresses_on(*addr, name).await,
+                Err(e) => AddressAnswer::Failed(e.clone()),
+            }
+        }))
+        .await;
+        combine(answers)
     }
 
     /// One authoritative question: UDP, TCP when truncated, retried after a timeout.
-    async fn authoritative(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<Answer, ReadError> {
-        let response = self.exchange(server, name, rtype).await?;
+    async fn authoritative(&self, server: SocketAddr, q: Question<'_>) -> Result<Answer, ReadError> {
+        let response = self.exchange(server, q).await?;
         classify(&response)
     }
 
-    async fn exchange(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, ReadError> {
-        let mut last = ReadError::Timeout;
+    async fn exchange(&self, server: SocketAddr, q: Question<'_>) -> Result<Message, ReadError> {
+        let server = self.server(server).await?;
         for _ in 0..=self.retries {
-            match self.udp_once(server, name, rtype).await {
-                Ok(r) if r.metadata.truncation => {
-                    return self.tcp_once(server, name, rtype).await.map_err(net_error);
-                }
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    last = net_error(e);
-                    // A refusal by the kernel (ICMP port unreachable) will not change on a resend soon.
-                    if !matches!(last, ReadError::Timeout) {
-                        break;
-                    }
-                }
+            match self.ask(&server, q, Transport::Udp).await {
+                Ok(m) if m.metadata.truncation => return self.ask(&server, q, Transport::Tcp).await,
+                Ok(m) => return Ok(m),
+                // Only silence is worth a resend; a refusal by the kernel (ICMP port
+                // unreachable) or a bad answer will not change on a resend soon.
+                Err(ReadError::Timeout) => {}
+                Err(e) => return Err(e),
             }
         }
-        Err(last)
+        Err(ReadError::Timeout)
     }
 
-    async fn udp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
-        let (client, in_flight) = self.udp_client(server).await?;
-        let _slot = in_flight.acquire().await.map_err(|_| NetError::from("the server's socket was closed"))?;
-        ask(&client, name, rtype).await
-    }
-
-    /// The server's shared UDP client and its in-flight bound, opened on first use.
-    async fn udp_client(&self, server: SocketAddr) -> Result<(Client<TokioRuntimeProvider>, Arc<Semaphore>), NetError> {
-        let lock = |m: &Mutex<HashMap<SocketAddr, _>>| m.lock().map(|c| c.get(&server).cloned()).unwrap_or(None);
-        if let Some(c) = lock(&self.sockets.clients) {
-            return Ok(c);
+    /// Asks once, with EDNS unless the server is known not to take it; a FORMERR to EDNS
+    /// is asked again without, and remembered.
+    async fn ask(&self, server: &Server, q: Question<'_>, transport: Transport) -> Result<Message, ReadError> {
+        let edns = !server.no_edns.load(Ordering::Relaxed);
+        let m = self.ask_once(server, q, transport, edns).await?;
+        if edns && m.metadata.response_code == ResponseCode::FormErr {
+            if !server.no_edns.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{}: answered FORMERR to a query with EDNS; asking it without EDNS from now on (an old Windows DNS?)",
+                    server.addr
+                );
+            }
+            return self.ask_once(server, q, transport, false).await;
         }
-        let (connect, handle) = UdpStream::new(server, None, None, false, TokioRuntimeProvider::new());
-        let stream = FromServer { inner: connect.await?, server };
-        let mux = DnsMultiplexer::new(stream, handle).with_timeout(self.timeout).with_max_active_requests(MUX_TABLE);
-        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
-        let mut clients = self.sockets.clients.lock().map_err(|_| NetError::from("a DNS client lock was poisoned"))?;
+        Ok(m)
+    }
+
+    async fn ask_once(
+        &self,
+        server: &Server,
+        q: Question<'_>,
+        transport: Transport,
+        edns: bool,
+    ) -> Result<Message, ReadError> {
+        let query = encode_query(q, edns)?;
+        let with_id = |id: u16| {
+            let mut bytes = query.clone();
+            bytes[..2].copy_from_slice(&id.to_be_bytes());
+            bytes
+        };
+        let (id, answer) = match transport {
+            Transport::Udp => server.socket.exchange(with_id, self.timeout).await,
+            Transport::Tcp => {
+                let id = random_id();
+                tcp_exchange(server.addr, &with_id(id), self.timeout).await.map(|a| (id, a))
+            }
+        }
+        .map_err(|e| match e {
+            ExchangeError::Timeout => ReadError::Timeout,
+            ExchangeError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ReadError::Timeout,
+            ExchangeError::Io(io) => ReadError::Network(io.to_string()),
+        })?;
+        check_answer(&answer, id, q, transport)
+    }
+
+    /// The server's socket, opened on first use and shared after.
+    async fn server(&self, addr: SocketAddr) -> Result<Arc<Server>, ReadError> {
+        let known = |m: &Mutex<HashMap<SocketAddr, Arc<Server>>>| {
+            m.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).cloned()
+        };
+        if let Some(s) = known(&self.servers) {
+            return Ok(s);
+        }
+        let socket = ServerSocket::open(addr).await.map_err(|e| ReadError::Network(e.to_string()))?;
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         // Two first questions may race to open a socket: keep the one that won.
-        if let Some(c) = clients.get(&server) {
-            return Ok(c.clone());
-        }
-        let entry = (client, Arc::new(Semaphore::new(IN_FLIGHT_PER_SERVER)));
-        clients.insert(server, entry.clone());
-        if let Ok(mut tasks) = self.sockets.tasks.lock() {
-            tasks.push(tokio::spawn(background));
-        }
-        Ok(entry)
-    }
-
-    async fn tcp_once(&self, server: SocketAddr, name: &DnsName, rtype: RecordType) -> Result<DnsResponse, NetError> {
-        let client = tcp_client(server, self.timeout).await?;
-        let result = ask(&client.0, name, rtype).await;
-        client.1.abort();
-        result
+        Ok(servers
+            .entry(addr)
+            .or_insert_with(|| Arc::new(Server { addr, socket, no_edns: AtomicBool::new(false) }))
+            .clone())
     }
 }
 
-/// A client on one TCP connection, and the task that drives it (abort it when done).
-async fn tcp_client(
-    server: SocketAddr,
-    timeout: Duration,
-) -> Result<(Client<TokioRuntimeProvider>, tokio::task::JoinHandle<()>), NetError> {
-    let (connect, handle) = TcpClientStream::new(server, None, Some(timeout), TokioRuntimeProvider::new());
-    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| NetError::Timeout)??;
-    let mux = DnsMultiplexer::new(stream, handle).with_timeout(timeout);
-    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(mux);
-    Ok((client, tokio::spawn(background)))
+/// Several servers' answers for one name as one: any addresses count (and say what was not
+/// read), "no address" only when every server says so, unknown otherwise.
+fn combine(answers: Vec<AddressAnswer>) -> Found {
+    if answers.is_empty() {
+        return Found::Resolved(Resolution::Failed {
+            error: ReadError::Network("the zone has no usable server".into()),
+        });
+    }
+    let mut addresses = Vec::new();
+    let (mut alias, mut failed) = (None, None);
+    for a in answers {
+        match a {
+            AddressAnswer::Addresses(list) => addresses.extend(list),
+            AddressAnswer::Alias(n) => alias = alias.or(Some(n)),
+            AddressAnswer::Failed(e) => failed = failed.or(Some(e)),
+        }
+    }
+    addresses.sort();
+    addresses.dedup();
+    if !addresses.is_empty() {
+        return Found::Resolved(Resolution::Addresses { addresses, incomplete: failed });
+    }
+    match (failed, alias) {
+        (Some(error), _) => Found::Resolved(Resolution::Failed { error }),
+        (None, Some(next)) => Found::Alias(next),
+        (None, None) => Found::Resolved(Resolution::NoAddress),
+    }
+}
+
+/// What the servers of a zone say of a name, together.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    Resolved(Resolution),
+    /// An alias of a name their answers do not resolve: look that one up where it lives.
+    Alias(DnsName),
+}
+
+/// The SRV records for `owner` in an answer. A record we cannot name cannot be reasoned about,
+/// or asserted in a prerequisite: the whole answer is then unknown (e.g. RFC 2782's "." target).
+fn srv_answer(owner: &DnsName, rs: &[Record]) -> SrvAnswer {
+    let mut records = Vec::new();
+    for r in rs.iter().filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(owner)) {
+        let RData::SRV(s) = &r.data else { continue };
+        let Some(target) = DnsName::from_hickory(&s.target) else {
+            let error = ReadError::Malformed(format!(
+                "it holds an SRV record with the target '{}', which kmsdns cannot judge",
+                s.target.to_ascii()
+            ));
+            return SrvAnswer::Failed { error };
+        };
+        records.push(SrvRecord { target, port: s.port, priority: s.priority, weight: s.weight, ttl: ttl(r.ttl) });
+    }
+    records.sort();
+    records.dedup();
+    if records.is_empty() { SrvAnswer::NoData } else { SrvAnswer::Records { records } }
+}
+
+/// A TTL as RFC 2181 §8 reads it: a value with the top bit set is 0.
+fn ttl(raw: u32) -> u32 {
+    if raw > i32::MAX as u32 { 0 } else { raw }
+}
+
+/// A query for `q`, RD=0, with ID 0 (the sender sets the ID).
+fn encode_query(q: Question<'_>, edns: bool) -> Result<Vec<u8>, ReadError> {
+    let mut m = Message::new(0, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = false;
+    let mut query = Query::query(q.name.to_hickory(), q.rtype);
+    query.set_query_class(DNSClass::IN);
+    m.add_query(query);
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(EDNS_PAYLOAD);
+        m.set_edns(e);
+    }
+    m.to_vec().map_err(|e| ReadError::Network(format!("the question {q} could not be encoded: {e}")))
+}
+
+/// The answer to `q`, or why these bytes are not one (see the module doc).
+fn check_answer(bytes: &[u8], id: u16, q: Question<'_>, transport: Transport) -> Result<Message, ReadError> {
+    let bad = |why: String| Err(ReadError::Malformed(format!("to {q}: {why}")));
+    let m = match Message::from_vec(bytes) {
+        Ok(m) => m,
+        Err(e) => return bad(format!("it does not parse ({e})")),
+    };
+    if m.metadata.id != id {
+        return bad(format!("it carries the ID {}, not {id}", m.metadata.id));
+    }
+    if m.metadata.message_type != MessageType::Response {
+        return bad("it is not a response (QR=0)".into());
+    }
+    let asked = |got: &Query| {
+        DnsName::from_hickory(got.name()).as_ref() == Some(q.name)
+            && got.query_type() == q.rtype
+            && got.query_class() == DNSClass::IN
+    };
+    match m.queries.as_slice() {
+        [got] if asked(got) => {}
+        // A server may leave the question out of a FORMERR (RFC 6891 §7): it still answers ours.
+        [] if m.metadata.response_code == ResponseCode::FormErr => {}
+        [got] => {
+            return bad(format!(
+                "it answers another question ({} {} {})",
+                got.name().to_ascii(),
+                got.query_type(),
+                got.query_class()
+            ));
+        }
+        other => return bad(format!("it holds {} questions, not the one asked", other.len())),
+    }
+    if transport == Transport::Tcp && m.metadata.truncation {
+        return bad("it is truncated (TC=1) over TCP, so it is not the whole RRset".into());
+    }
+    Ok(m)
 }
 
 /// Sends a message exactly as given (ID included) over one TCP connection and returns the
 /// answer: every UPDATE and TKEY goes this way. A signed message must reach the server byte
 /// for byte: Samba checks the GSS-TSIG MIC over the ID on the wire rather than the TSIG
-/// original ID, and hickory's multiplexer would replace the ID after signing.
+/// original ID.
 pub(crate) async fn send_exact_over_tcp(
     server: SocketAddr,
     bytes: &[u8],
     timeout: Duration,
-) -> Result<DnsResponse, NetError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+) -> Result<hickory_proto::op::DnsResponse, hickory_net::NetError> {
+    use hickory_net::NetError;
     let id = u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)]);
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(server).await?;
-        let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("message longer than 65535 bytes"))?;
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(bytes);
-        stream.write_all(&framed).await?;
-        let mut len = [0u8; 2];
-        stream.read_exact(&mut len).await?;
-        let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut answer).await?;
-        Ok::<Vec<u8>, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(timeout, exchange).await.map_err(|_| NetError::Timeout)??;
-    let response = DnsResponse::from_buffer(answer)?;
+    let answer = tcp_exchange(server, bytes, timeout).await.map_err(|e| match e {
+        ExchangeError::Timeout => NetError::Timeout,
+        ExchangeError::Io(io) => NetError::from(io),
+    })?;
+    let response = hickory_proto::op::DnsResponse::from_buffer(answer)?;
     if response.metadata.id != id {
         return Err(NetError::from("the answer is for another message (ID mismatch)"));
     }
     Ok(response)
 }
 
-async fn ask(
-    client: &Client<TokioRuntimeProvider>,
-    name: &DnsName,
-    rtype: RecordType,
-) -> Result<DnsResponse, NetError> {
-    let mut query = Query::query(name.to_hickory(), rtype);
-    query.set_query_class(DNSClass::IN);
-    let mut options = DnsRequestOptions::default();
-    options.recursion_desired = false;
-    client.lookup(query, options).first_answer().await
-}
-
-/// A UDP socket's datagrams, keeping only those from the server it was opened for. Errors
-/// of one receive are not worth ending every question in flight on this socket.
-struct FromServer {
-    inner: UdpStream<TokioRuntimeProvider>,
-    server: SocketAddr,
-}
-
-impl Stream for FromServer {
-    type Item = Result<SerialMessage, NetError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
-                Some(Ok(m)) if m.addr() == self.server => return Poll::Ready(Some(Ok(m))),
-                Some(Ok(m)) => tracing::debug!("dropped a datagram from {}, expected {}", m.addr(), self.server),
-                Some(Err(e)) => tracing::debug!("receive from {}: {e}", self.server),
-                None => return Poll::Ready(None),
-            }
-        }
-    }
-}
-
-impl DnsClientStream for FromServer {
-    type Time = TokioTime;
-
-    fn name_server_addr(&self) -> SocketAddr {
-        self.server
-    }
-}
-
 /// What an authoritative answer says, once errors are set apart.
 enum Answer {
-    Records(Vec<hickory_proto::rr::Record>),
+    Records(Vec<Record>),
     NoData,
     NxDomain,
 }
 
 impl Answer {
-    fn records(&self) -> &[hickory_proto::rr::Record] {
+    fn records(&self) -> &[Record] {
         match self {
             Answer::Records(r) => r,
             _ => &[],
@@ -382,7 +451,7 @@ impl Answer {
 
 /// Sorts a response into an answer or an error. A non-authoritative answer (AA=0) is an
 /// error: a referral or a cached copy is not what the zone's server holds.
-fn classify(r: &DnsResponse) -> Result<Answer, ReadError> {
+fn classify(r: &Message) -> Result<Answer, ReadError> {
     match r.metadata.response_code {
         ResponseCode::NoError if !r.metadata.authoritative => Err(ReadError::NotAuthoritative),
         ResponseCode::NoError if r.answers.is_empty() => Ok(Answer::NoData),
@@ -396,20 +465,10 @@ fn classify(r: &DnsResponse) -> Result<Answer, ReadError> {
     }
 }
 
-fn net_error(e: NetError) -> ReadError {
-    match e {
-        NetError::Timeout => ReadError::Timeout,
-        NetError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ReadError::Timeout,
-        NetError::Io(io) => ReadError::Network(io.to_string()),
-        NetError::Proto(p) => ReadError::Malformed(p.to_string()),
-        other => ReadError::Network(other.to_string()),
-    }
-}
-
 fn sorted_addresses(mut addresses: Vec<IpAddr>) -> Resolution {
     addresses.sort();
     addresses.dedup();
-    if addresses.is_empty() { Resolution::NoAddress } else { Resolution::Addresses { addresses } }
+    if addresses.is_empty() { Resolution::NoAddress } else { Resolution::Addresses { addresses, incomplete: None } }
 }
 
 /// Where a server from the inventory listens: its address, or the addresses its name has
@@ -418,7 +477,9 @@ pub async fn server_socket_addrs(s: &ServerAddr, timeout: Duration) -> Result<Ve
     match &s.host {
         ServerHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, s.port)]),
         ServerHost::Name(n) => match system_addresses(n, timeout).await {
-            Resolution::Addresses { addresses } => Ok(addresses.iter().map(|a| SocketAddr::new(*a, s.port)).collect()),
+            Resolution::Addresses { addresses, .. } => {
+                Ok(addresses.iter().map(|a| SocketAddr::new(*a, s.port)).collect())
+            }
             Resolution::NoAddress => Err(ReadError::Network(format!("the server name {n} has no address"))),
             Resolution::Failed { error } => Err(error),
         },

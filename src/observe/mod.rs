@@ -120,13 +120,16 @@ impl std::fmt::Display for SrvRecord {
 pub enum Resolution {
     Addresses {
         addresses: Vec<IpAddr>,
+        /// Some server of the name's zone could not be read: there may be more addresses,
+        /// so "every address is down" cannot be said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incomplete: Option<ReadError>,
     },
-    /// The name has no A or AAAA (NXDOMAIN or no data).
+    /// The name has no A or AAAA: every server of its zone said so authoritatively (NXDOMAIN
+    /// or NODATA), or the system resolver did for a name in no declared zone.
     NoAddress,
     /// The lookup failed: unknown.
-    Failed {
-        error: ReadError,
-    },
+    Failed { error: ReadError },
 }
 
 /// Reads the world for every zone and host of the inventory.
@@ -191,21 +194,13 @@ pub async fn observe(inv: &Inventory) -> Observation {
         .map(|r| r.target.clone())
         .collect();
     names.extend(inv.hosts.iter().filter(|h| h.state != HostState::Decommissioned).map(|h| h.name.clone()));
+    let lookup = Arc::new(AddressLookup { reader: reader.clone(), inv: inv.clone(), servers: server_addrs.clone() });
     let mut jobs = JoinSet::new();
     for name in names {
-        let servers: Vec<SocketAddr> = inv
-            .zone_containing(&name)
-            .map(|z| z.servers.iter().filter_map(|s| server_addrs.get(s)?.as_ref().ok().copied()).collect())
-            .unwrap_or_default();
-        let (reader, limit) = (reader.clone(), limit.clone());
-        let in_zone = inv.zone_containing(&name).is_some();
+        let (lookup, limit) = (lookup.clone(), limit.clone());
         jobs.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let res = if in_zone {
-                reader.addresses_from(&servers, &name).await
-            } else {
-                dns::system_addresses(&name, reader.timeout()).await
-            };
+            let res = lookup.addresses(&name).await;
             (name, res)
         });
     }
@@ -234,7 +229,7 @@ pub async fn observe(inv: &Inventory) -> Observation {
 pub fn endpoints(inv: &Inventory, zones: &[ZoneView], names: &BTreeMap<DnsName, Resolution>) -> BTreeSet<SocketAddr> {
     let mut endpoints = BTreeSet::new();
     let mut add = |name: &DnsName, port: u16| {
-        if let Some(Resolution::Addresses { addresses }) = names.get(name) {
+        if let Some(Resolution::Addresses { addresses, .. }) = names.get(name) {
             endpoints.extend(addresses.iter().map(|a| SocketAddr::new(*a, port)));
         }
     };
@@ -247,8 +242,51 @@ pub fn endpoints(inv: &Inventory, zones: &[ZoneView], names: &BTreeMap<DnsName, 
     endpoints
 }
 
+/// Looks a name's addresses up where they live: from every server of the declared zone that
+/// holds the name, else through the system resolver, following an alias into whichever zone
+/// holds its target. An alias that cannot be followed is unknown, never "no address".
+pub struct AddressLookup {
+    pub reader: DnsReader,
+    pub inv: Inventory,
+    /// The inventory's servers, resolved (see [`resolve_servers`]).
+    pub servers: BTreeMap<ServerAddr, Result<SocketAddr, ReadError>>,
+}
+
+impl AddressLookup {
+    /// For one-off lookups: the inventory's server names resolved first.
+    pub async fn new(inv: &Inventory) -> AddressLookup {
+        let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+        let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
+        let servers = resolve_servers(inv, &reader, &limit).await;
+        AddressLookup { reader, inv: inv.clone(), servers }
+    }
+
+    pub async fn addresses(&self, name: &DnsName) -> Resolution {
+        let mut current = name.clone();
+        for _ in 0..=dns::MAX_ALIASES {
+            let Some(zone) = self.inv.zone_containing(&current) else {
+                return dns::system_addresses(&current, self.reader.timeout()).await;
+            };
+            let servers: Vec<Result<SocketAddr, ReadError>> = zone
+                .servers
+                .iter()
+                .map(|s| match self.servers.get(s) {
+                    Some(r) => r.clone(),
+                    None => Err(ReadError::Network(format!("the server {s} was not resolved"))),
+                })
+                .collect();
+            match self.reader.addresses_from(&servers, &current).await {
+                dns::Found::Resolved(r) => return r,
+                dns::Found::Alias(next) => current = next,
+            }
+        }
+        let error = format!("{name} is an alias chain longer than {} names", dns::MAX_ALIASES);
+        Resolution::Failed { error: ReadError::Malformed(error) }
+    }
+}
+
 /// Server names in the inventory resolved once each (through the system resolver).
-async fn resolve_servers(
+pub async fn resolve_servers(
     inv: &Inventory,
     reader: &DnsReader,
     limit: &Arc<Semaphore>,

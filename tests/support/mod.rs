@@ -7,11 +7,13 @@
 
 mod bind;
 mod estate;
+mod rogue;
 pub mod run;
 mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
 pub use estate::Estate;
+pub use rogue::{Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;
 
 use std::collections::BTreeSet;
