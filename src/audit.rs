@@ -38,6 +38,7 @@ pub enum Code {
     NotKms,
     StaleUnknownHost,
     MissingRecord,
+    ActiveHostDown,
     RecordDrift,
     UpdateBlockedAcl,
     TombstonedOwner,
@@ -58,7 +59,8 @@ impl Code {
             | Code::TombstonedOwner
             | Code::StaticRecord
             | Code::AgingStale
-            | Code::AdDnsDivergence => Severity::Warning,
+            | Code::AdDnsDivergence
+            | Code::ActiveHostDown => Severity::Warning,
             Code::ZoneSecureOnly => Severity::Info,
             _ => Severity::Critical,
         }
@@ -75,6 +77,7 @@ impl Code {
             Code::NotKms => "not-kms",
             Code::StaleUnknownHost => "stale-unknown-host",
             Code::MissingRecord => "missing-record",
+            Code::ActiveHostDown => "active-host-down",
             Code::RecordDrift => "record-drift",
             Code::UpdateBlockedAcl => "update-blocked-acl",
             Code::TombstonedOwner => "tombstoned-owner",
@@ -265,7 +268,33 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
     }
 
     for host in inv.hosts.iter().filter(|h| h.state == HostState::Active && h.zones.contains(zone)) {
-        if health(obs, &host.name, host.port) != Health::Up {
+        let why = match health(obs, &host.name, host.port) {
+            Health::Up => None,
+            Health::Down(why) | Health::NotKms(why) => Some(why),
+            Health::NoAddress => Some("it has no A or AAAA record".into()),
+            Health::Unknown(_) => continue,
+        };
+        if let Some(why) = why {
+            // Published, its record gets its own verdict (stale-dead, not-kms...); unpublished,
+            // nothing else would say that the estate has lost an active KMS host.
+            if !readable.iter().any(|(_, rs)| rs.iter().any(|r| r.target == host.name)) {
+                out.push(Finding {
+                    target: Some(host.name.clone()),
+                    ..finding(
+                        Code::ActiveHostDown,
+                        None,
+                        None,
+                        format!(
+                            "{} is an active KMS host of {zone} in the inventory, but it does not answer as one ({why}) and is not published",
+                            host.name
+                        ),
+                        format!(
+                            "bring the KMS service on {} back (kmsdns repair then publishes it), or mark it standby or decommissioned in the inventory",
+                            host.name
+                        ),
+                    )
+                });
+            }
             continue;
         }
         let lacking: Vec<String> = readable

@@ -11,8 +11,8 @@
 //! - a zone whose servers could not all be read, or hold different records, gets no change at
 //!   all: what they hold is not known, and a change planned on half the picture can clobber
 //!   the other;
-//! - when no target answers as KMS at all, dead and not-KMS targets are not deleted: a blind
-//!   probe (a firewall on this side) must not empty the zone;
+//! - when no target answers as KMS at all, dead, not-KMS and unresolvable targets are not
+//!   deleted: a blind probe or a broken resolver on this side must not empty the zone;
 //! - at most `max_deletes` records leave a zone per run (a replacement does not count: its
 //!   host stays published);
 //! - a zone that had a target answering as KMS is never left without one;
@@ -205,8 +205,9 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
     // on that evidence would empty the zone a run at a time.
     let up = |r: &SrvRecord| health(obs, &r.target, r.port) == Health::Up;
     if !p.before.is_empty() && !p.before.iter().any(up) && adds.is_empty() {
-        let (spared, rest): (Vec<Ranked>, Vec<Ranked>) =
-            deletes.into_iter().partition(|(_, c)| matches!(c.code, Code::StaleDead | Code::NotKms));
+        let (spared, rest): (Vec<Ranked>, Vec<Ranked>) = deletes
+            .into_iter()
+            .partition(|(_, c)| matches!(c.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable));
         for (_, c) in spared {
             let reason = "held back: no target of the zone answers as a KMS host, which looks like a problem on this side (firewall, network) rather than every host down";
             hold(&mut p, Some(c.record), reason.into());

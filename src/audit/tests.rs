@@ -68,12 +68,20 @@ fn each_finding_code_has_its_scenario() {
         (
             "every target is dead",
             World::new(&["kms1.corp.test"]).host("kms1.corp.test", 1, down()).host("kms2.corp.test", 2, down()),
-            vec![("no-healthy-host", None, None), zone_wide("stale-dead", "kms1.corp.test")],
+            vec![
+                ("no-healthy-host", None, None),
+                zone_wide("stale-dead", "kms1.corp.test"),
+                zone_wide("active-host-down", "kms2.corp.test"),
+            ],
         ),
         (
             "nothing is published at all and no host answers",
             World::new(&[]).host("kms1.corp.test", 1, down()).host("kms2.corp.test", 2, down()),
-            vec![("no-healthy-host", None, None)],
+            vec![
+                ("no-healthy-host", None, None),
+                zone_wide("active-host-down", "kms1.corp.test"),
+                zone_wide("active-host-down", "kms2.corp.test"),
+            ],
         ),
     ];
     for (what, world, want) in cases {
@@ -212,5 +220,21 @@ fn findings_carry_a_message_and_a_fix() {
 fn a_zone_nobody_publishes_in_and_without_records_is_quiet() {
     let mut w = World::new(&[]);
     w.inv.hosts.retain(|h| h.state != HostState::Active);
+    assert_eq!(w.summary(), vec![]);
+}
+
+#[test]
+fn an_active_host_that_is_down_and_unpublished_is_a_finding() {
+    // Its stale record was removed; the zone still works through kms1, but the estate has lost
+    // a KMS host, and a monitoring check must not stay green.
+    let down = Some(ProbeState::Down("connect: Connection refused".into()));
+    let w = World::new(&["kms1.corp.test"]).host("kms2.corp.test", 2, down);
+    assert_eq!(w.summary(), vec![zone_wide("active-host-down", "kms2.corp.test")]);
+    let f = &w.findings()[0];
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("kms2.corp.test") && f.message.contains("Connection refused"), "{}", f.message);
+
+    // Unknown is no verdict: a host whose probe was not made gets no finding.
+    let w = World::new(&["kms1.corp.test"]).host("kms2.corp.test", 2, None);
     assert_eq!(w.summary(), vec![]);
 }

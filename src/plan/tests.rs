@@ -186,3 +186,15 @@ fn when_nothing_answers_no_dead_target_is_deleted() {
     assert_eq!(changes(&p), vec![(Action::Delete, "old.corp.test".into())]);
     assert!(p.held.iter().filter(|h| h.reason.contains("no target of the zone answers")).count() == 2, "{:?}", p.held);
 }
+
+#[test]
+fn when_nothing_answers_no_unresolvable_target_is_deleted_either() {
+    // One host down, the other's name gone: a broken view on this side (a resolver, a
+    // firewall) looks exactly like this, so neither record is removed on it.
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test"])
+        .host("kms1.corp.test", 1, down())
+        .resolution("kms2.corp.test", Resolution::NoAddress);
+    let p = plan_of(&w);
+    assert_eq!(changes(&p), vec![], "{p:#?}");
+    assert_eq!(p.held.iter().filter(|h| h.reason.contains("no target of the zone answers")).count(), 2, "{:?}", p.held);
+}
