@@ -269,12 +269,6 @@ impl Inventory {
         self.keys.iter().find(|k| &k.name == name)
     }
 
-    /// The same inventory restricted to one zone (hosts and keys kept), for re-observing a
-    /// zone alone.
-    pub fn only_zone(&self, zone: &DnsName) -> Inventory {
-        Inventory { zones: self.zones.iter().filter(|z| &z.name == zone).cloned().collect(), ..self.clone() }
-    }
-
     /// The declared zone a name lies in, the deepest one when zones nest.
     pub fn zone_containing(&self, name: &DnsName) -> Option<&Zone> {
         self.zones.iter().filter(|z| name.is_within(&z.name)).max_by_key(|z| z.name.as_str().len())

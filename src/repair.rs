@@ -205,13 +205,16 @@ async fn repair_zone(
                 if source.is_conflict() && steer.replan && attempts <= CONFLICT_RETRIES =>
             {
                 // Someone changed the RRset: look again, plan again, from what is there now.
-                let only = inv.only_zone(&zone.name);
-                let mut fresh = observe::observe(&only).await;
+                let mut fresh = observe::observe_zone(inv, &zone.name).await;
                 if let Some(h) = steer.health {
                     fresh.probes = h.effective();
                 }
-                let findings = audit(&only, &fresh);
-                zp = plan(&only, &fresh, &findings).zones.remove(0);
+                let findings = audit(inv, &fresh);
+                let Some(again) = plan(inv, &fresh, &findings).zones.into_iter().find(|p| p.zone == zone.name) else {
+                    let error = "the zone was not planned again".to_string();
+                    return outcome(zp, ZoneResult::Failed { error }, vec![]);
+                };
+                zp = again;
                 if !zp.will_apply() {
                     let result = if zp.changes.is_empty() {
                         ZoneResult::SettledByOther { attempts }

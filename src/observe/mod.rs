@@ -134,10 +134,22 @@ pub enum Resolution {
 
 /// Reads the world for every zone and host of the inventory.
 pub async fn observe(inv: &Inventory) -> Observation {
+    observe_scoped(inv, None).await
+}
+
+/// Reads one zone again (after a prerequisite conflict), with the same eyes as [`observe`]:
+/// its SRV targets are looked up where they live, in whichever declared zone holds them. The
+/// directory is not read again.
+pub async fn observe_zone(inv: &Inventory, zone: &DnsName) -> Observation {
+    observe_scoped(inv, Some(zone)).await
+}
+
+async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation {
+    let in_scope = |z: &&crate::inventory::Zone| only.is_none_or(|n| &z.name == n);
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     // The directory is read alongside the DNS servers.
-    let ad_read = inv.ad.clone().map(|settings| {
+    let ad_read = inv.ad.clone().filter(|_| only.is_none()).map(|settings| {
         let inv = inv.clone();
         tokio::spawn(async move { ad::observe_ad(&inv, &settings).await })
     });
@@ -145,7 +157,7 @@ pub async fn observe(inv: &Inventory) -> Observation {
     // 1. Every server of every zone, at once. Server host names are resolved once each.
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
     let mut jobs = JoinSet::new();
-    for (zi, zone) in inv.zones.iter().enumerate() {
+    for (zi, zone) in inv.zones.iter().filter(in_scope).enumerate() {
         for (si, server) in zone.servers.iter().enumerate() {
             let (reader, limit, zone) = (reader.clone(), limit.clone(), zone.name.clone());
             let addr = server_addrs.get(server).cloned();
@@ -164,6 +176,7 @@ pub async fn observe(inv: &Inventory) -> Observation {
     let mut zones: Vec<ZoneView> = inv
         .zones
         .iter()
+        .filter(in_scope)
         .map(|z| ZoneView {
             zone: z.name.clone(),
             servers: z
@@ -193,7 +206,13 @@ pub async fn observe(inv: &Inventory) -> Observation {
         .flatten()
         .map(|r| r.target.clone())
         .collect();
-    names.extend(inv.hosts.iter().filter(|h| h.state != HostState::Decommissioned).map(|h| h.name.clone()));
+    names.extend(
+        inv.hosts
+            .iter()
+            .filter(|h| h.state != HostState::Decommissioned)
+            .filter(|h| only.is_none_or(|z| h.zones.contains(z)))
+            .map(|h| h.name.clone()),
+    );
     let lookup = Arc::new(AddressLookup { reader: reader.clone(), inv: inv.clone(), servers: server_addrs.clone() });
     let mut jobs = JoinSet::new();
     for name in names {
