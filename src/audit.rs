@@ -40,6 +40,7 @@ pub enum Code {
     MissingRecord,
     RecordDrift,
     UpdateBlockedAcl,
+    UpdateAclUnknown,
     TombstonedOwner,
     StaticRecord,
     AgingStale,
@@ -47,6 +48,7 @@ pub enum Code {
     ZoneUpdatesDisabled,
     AdDnsDivergence,
     AdUnreachable,
+    AdUnreadable,
 }
 
 impl Code {
@@ -58,7 +60,9 @@ impl Code {
             | Code::TombstonedOwner
             | Code::StaticRecord
             | Code::AgingStale
-            | Code::AdDnsDivergence => Severity::Warning,
+            | Code::AdDnsDivergence
+            | Code::UpdateAclUnknown
+            | Code::AdUnreadable => Severity::Warning,
             Code::ZoneSecureOnly => Severity::Info,
             _ => Severity::Critical,
         }
@@ -77,6 +81,7 @@ impl Code {
             Code::MissingRecord => "missing-record",
             Code::RecordDrift => "record-drift",
             Code::UpdateBlockedAcl => "update-blocked-acl",
+            Code::UpdateAclUnknown => "update-acl-unknown",
             Code::TombstonedOwner => "tombstoned-owner",
             Code::StaticRecord => "static-record",
             Code::AgingStale => "aging-stale",
@@ -84,6 +89,7 @@ impl Code {
             Code::ZoneUpdatesDisabled => "zone-updates-disabled",
             Code::AdDnsDivergence => "ad-dns-divergence",
             Code::AdUnreachable => "ad-unreachable",
+            Code::AdUnreadable => "ad-unreadable",
         }
     }
 }
