@@ -238,13 +238,14 @@ fn acl_findings(inv: &Inventory, view: &AdView, z: &AdZone, node: &AdNode, out: 
         } else {
             format!("the ACEs that apply to it grant no write: {}", aces.join(""))
         };
+        let unevaluated = decision.harmless_unevaluated();
         out.push(finding(
             Code::UpdateBlockedAcl,
             &z.zone,
             None,
             Some(host.name.clone()),
             format!(
-                "{} ({account}) cannot update _vlmcs._tcp.{}: the node is owned by {owner}, and {applies}; its registrations are refused (event 12293)",
+                "{} ({account}) cannot update _vlmcs._tcp.{}: the node is owned by {owner}, and {applies}; its registrations are refused (event 12293){unevaluated}",
                 host.name, z.zone
             ),
             fix.clone(),
@@ -615,6 +616,25 @@ account = "KMS2$"
         assert!(kms1.message.contains("may deny"), "{}", kms1.message);
         assert!(f[2].message.contains("ACE 0 (0x09;;") && f[2].message.contains("may allow"), "{}", f[2].message);
         assert!(kms1.fix.contains("samba-tool dsacl get") || kms1.fix.contains("dsacls"), "{}", kms1.fix);
+    }
+
+    #[test]
+    fn an_ace_that_cannot_change_the_verdict_is_still_named() {
+        // KMS2$ may not write either way: a conditional deny for it changes nothing.
+        let sd = before().with_ace_prepended(callback_ace(0x0a, 1104)).unwrap();
+        let ad = view(sd, vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::SecureOnly);
+        let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(
+            codes(&f),
+            vec![("zone-secure-only", None), ("update-blocked-acl", Some("kms2.corp.test".into()))],
+            "{f:#?}"
+        );
+        assert!(
+            f[1].message
+                .contains("ACE 0 (0x0a;;40 opaque bytes) could not be evaluated, and cannot change this answer"),
+            "{}",
+            f[1].message
+        );
     }
 
     #[test]

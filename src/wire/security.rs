@@ -1157,6 +1157,16 @@ impl Decision {
     pub fn allowed(&self) -> bool {
         matches!(self.verdict, Verdict::Granted | Verdict::NoDacl)
     }
+
+    /// " (ACE 3 (…) could not be evaluated, and cannot change this answer)" when the verdict is
+    /// certain despite such ACEs, else empty: a reader should still see they are there.
+    pub fn harmless_unevaluated(&self) -> String {
+        if self.verdict == Verdict::Unknown || self.unevaluated.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = self.unevaluated.iter().map(|u| format!("{} {}", u.index, u.sddl)).collect();
+        format!(" (ACE {} could not be evaluated, and cannot change this answer)", list.join(", "))
+    }
 }
 
 impl fmt::Display for Decision {
@@ -1203,11 +1213,7 @@ impl fmt::Display for Decision {
         if !self.allowed() && self.token_is_owner {
             f.write_str("; as the owner, the account can rewrite the DACL to grant itself the right")?;
         }
-        if self.verdict != Verdict::Unknown && !self.unevaluated.is_empty() {
-            let list: Vec<String> = self.unevaluated.iter().map(|u| format!("{} {}", u.index, u.sddl)).collect();
-            write!(f, " (ACE {} could not be evaluated, and cannot change this answer)", list.join(", "))?;
-        }
-        Ok(())
+        f.write_str(&self.harmless_unevaluated())
     }
 }
 
