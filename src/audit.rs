@@ -41,6 +41,7 @@ pub enum Code {
     ActiveHostDown,
     RecordDrift,
     UpdateBlockedAcl,
+    UpdateAclUnknown,
     TombstonedOwner,
     StaticRecord,
     AgingStale,
@@ -48,6 +49,7 @@ pub enum Code {
     ZoneUpdatesDisabled,
     AdDnsDivergence,
     AdUnreachable,
+    AdUnreadable,
 }
 
 impl Code {
@@ -60,7 +62,9 @@ impl Code {
             | Code::StaticRecord
             | Code::AgingStale
             | Code::AdDnsDivergence
-            | Code::ActiveHostDown => Severity::Warning,
+            | Code::ActiveHostDown
+            | Code::UpdateAclUnknown
+            | Code::AdUnreadable => Severity::Warning,
             Code::ZoneSecureOnly => Severity::Info,
             _ => Severity::Critical,
         }
@@ -80,6 +84,7 @@ impl Code {
             Code::ActiveHostDown => "active-host-down",
             Code::RecordDrift => "record-drift",
             Code::UpdateBlockedAcl => "update-blocked-acl",
+            Code::UpdateAclUnknown => "update-acl-unknown",
             Code::TombstonedOwner => "tombstoned-owner",
             Code::StaticRecord => "static-record",
             Code::AgingStale => "aging-stale",
@@ -87,6 +92,7 @@ impl Code {
             Code::ZoneUpdatesDisabled => "zone-updates-disabled",
             Code::AdDnsDivergence => "ad-dns-divergence",
             Code::AdUnreachable => "ad-unreachable",
+            Code::AdUnreadable => "ad-unreadable",
         }
     }
 }

@@ -333,7 +333,7 @@ async fn ad_check(
     };
     let acct = match view.accounts.get(account) {
         Some(Ok(a)) => a.clone(),
-        Some(Err(e)) => return (StepResult::Warning, vec![e.clone()]),
+        Some(Err(e)) => return (StepResult::Warning, vec![e.to_string()]),
         None => return (StepResult::Warning, vec![format!("{account} was not looked up")]),
     };
     let token = computer_token(acct.sid, &acct.groups, false);

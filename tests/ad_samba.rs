@@ -203,3 +203,54 @@ fn a_directory_that_cannot_be_read_is_a_finding() {
     let v = json(&out);
     assert!(has(&v, "ad-unreachable", ""), "{:?}", findings(&v));
 }
+
+/// schemaIDGUIDs (MS-ADA3, MS-ADA1) of the attributes an administrator hides below.
+const TOKEN_GROUPS: &str = "b7c69e6d-2cc7-11d2-854e-00a0c983f608";
+const DNS_PROPERTY: &str = "675a15fe-3b70-11d2-90cc-00c04fd91ab1";
+
+#[test]
+fn what_the_bind_account_may_not_read_is_reported_not_judged_from_defaults() {
+    let (lab, _kms) = estate();
+    let cc1 = lab.kinit("KMS1$", "KMS1Passw0rd!");
+    assert_eq!(lab.nsupdate_gss(&cc1, &[&srv_add("kms1")]), "NOERROR");
+    let inv = inventory(&lab, &lab.ldaps_url());
+    let inv = inv.to_str().unwrap();
+    let bind = lab.sid("Administrator");
+    let audit = || json(&kmsdns(&lab, &["audit", "--config", inv, "--format", "json"]));
+
+    // The bind account may not read KMS2$'s tokenGroups: no ACL verdict for kms2, but a
+    // finding that says so (before, kms2 was silently left out).
+    let kms2 = format!("--objectdn=CN=KMS2,CN=Computers,{}", lab.base_dn);
+    lab.samba_tool(&["dsacl", "set", &kms2, &format!("--sddl=(OD;;RP;{TOKEN_GROUPS};;{bind})")]);
+    let tokens_hidden = audit();
+    // Nor may it read the zone's dNSProperty: no "dynamic updates are off" from the default.
+    let zone = format!("--objectdn={}", lab.zone_dn());
+    lab.samba_tool(&["dsacl", "set", &zone, &format!("--sddl=(OD;;RP;{DNS_PROPERTY};;{bind})")]);
+    let settings_hidden = audit();
+    let both = format!(
+        "tokenGroups hidden: {:?}\ndNSProperty hidden too: {:?}",
+        findings(&tokens_hidden),
+        findings(&settings_hidden)
+    );
+
+    assert!(!has(&settings_hidden, "zone-updates-disabled", ""), "{both}");
+    assert!(!has(&settings_hidden, "zone-secure-only", ""), "{both}");
+    let settings = settings_hidden["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ad-unreadable" && f["target"].is_null())
+        .unwrap_or_else(|| panic!("{both}"));
+    assert!(settings["message"].as_str().unwrap().contains("no dNSProperty"), "{settings}");
+
+    assert!(has(&tokens_hidden, "zone-secure-only", ""), "{both}");
+    assert!(!has(&tokens_hidden, "update-blocked-acl", "kms2.corp.test"), "{both}");
+    let tokens = tokens_hidden["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ad-unreadable" && f["target"] == "kms2.corp.test")
+        .unwrap_or_else(|| panic!("{both}"));
+    let message = tokens["message"].as_str().unwrap();
+    assert!(message.contains("KMS2$") && message.contains("tokenGroups"), "{message}");
+}

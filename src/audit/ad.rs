@@ -4,6 +4,11 @@
 //! The headline problem (kms-dns-ad.md §2): the first KMS host that publishes `_vlmcs._tcp`
 //! creates its dnsNode and owns it, everyone else may only read it, so every other KMS host's
 //! update is refused (event 12293) while DNS shows nothing wrong.
+//!
+//! What could not be read is a finding of its own (`ad-unreadable`, `update-acl-unknown`) and
+//! withholds exactly the verdicts that needed it: undecodable zone settings are no "updates
+//! off", an unreadable token is no "blocked", an ACE that cannot be evaluated is neither allow
+//! nor deny, and a node with undecodable records is not compared with DNS.
 
 use std::time::SystemTime;
 
@@ -11,9 +16,9 @@ use super::{Code, Finding, Severity};
 use crate::inventory::{HostState, Inventory, Policy};
 use crate::name::DnsName;
 use crate::observe::SrvRecord;
-use crate::observe::ad::{AdNode, AdRead, AdView, AdZone};
-use crate::wire::dnsp::{AllowUpdate, DnsRecord, RecordData, hours_since_1601};
-use crate::wire::security::{Sid, computer_token, may_update};
+use crate::observe::ad::{AccountError, AdNode, AdRead, AdView, AdZone, ZoneProperties};
+use crate::wire::dnsp::{AllowUpdate, DnsRecord, RecordData, ZoneSettings, hours_since_1601};
+use crate::wire::security::{Sid, Verdict, computer_token, may_update};
 
 /// KMS hosts re-register `_vlmcs._tcp` every 24 hours (kms-dns-ad.md §1.2).
 const KMS_REFRESH_HOURS: u32 = 24;
@@ -40,11 +45,30 @@ pub fn audit_ad(
     let mut out = Vec::new();
     for z in &view.zones {
         let Some(zone) = inv.zone(&z.zone) else { continue };
-        if z.dn.is_none() {
-            continue;
-        }
-        match z.settings.allow_update {
-            AllowUpdate::SecureOnly => out.push(finding(
+        let Some(zone_dn) = &z.dn else { continue };
+        let settings = match known_settings(&z.settings) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                out.push(finding(
+                    Code::AdUnreadable,
+                    &z.zone,
+                    None,
+                    None,
+                    format!(
+                        "the settings of {} ({zone_dn}) are unknown: {why}; so zone-updates-disabled, zone-secure-only, the ACL check (update-blocked-acl) and the aging check are withheld",
+                        z.zone
+                    ),
+                    match z.settings {
+                        ZoneProperties::Missing => "give the [ad] bind_dn read access to the dnsZone's dNSProperty attribute (every zone AD stores has it), then audit again".into(),
+                        ZoneProperties::Values(_) => format!("look at the zone's settings on a DC (`samba-tool dns zoneinfo <dc> {0}`, `dnscmd /zoneinfo {0}`) and set them again (dynamic updates, aging), which rewrites the broken value", z.zone),
+                    },
+                ));
+                None
+            }
+        };
+        match settings.map(|s| s.allow_update) {
+            None => {}
+            Some(AllowUpdate::SecureOnly) => out.push(finding(
                 Code::ZoneSecureOnly,
                 &z.zone,
                 None,
@@ -52,7 +76,7 @@ pub fn audit_ad(
                 format!("{} takes only secure (GSS-TSIG, Kerberos) updates: HMAC-TSIG and unsigned updates are refused, and each update is checked against the node's ACL", z.zone),
                 "repair this zone with GSS-TSIG (update_auth = \"gss-tsig\"); make sure every KMS host may write the _vlmcs._tcp node".into(),
             )),
-            AllowUpdate::None => {
+            Some(AllowUpdate::None) => {
                 let mut f = finding(
                     Code::ZoneUpdatesDisabled,
                     &z.zone,
@@ -64,18 +88,48 @@ pub fn audit_ad(
                 f.severity = if zone.policy == Policy::Repair { Severity::Critical } else { Severity::Info };
                 out.push(f);
             }
-            _ => {}
+            Some(AllowUpdate::NonsecureAndSecure | AllowUpdate::Unknown(_)) => {}
         }
         let Some(node) = &z.node else { continue };
         // Only secure updates are checked against the node's ACL; a zone that takes unsigned
         // updates ignores it (Samba's "nonsecure" skips the check entirely).
-        if z.settings.allow_update == AllowUpdate::SecureOnly {
+        if settings.is_some_and(|s| s.allow_update == AllowUpdate::SecureOnly) {
             acl_findings(inv, view, z, node, &mut out);
         }
-        record_findings(z, node, now, &mut out);
-        divergence(z, node, dns, &mut out);
+        record_findings(z, settings, node, now, &mut out);
+        if node.unreadable_values > 0 {
+            out.push(finding(
+                Code::AdUnreadable,
+                &z.zone,
+                None,
+                None,
+                format!(
+                    "{} dnsRecord value(s) of {} could not be decoded: the directory's copy of _vlmcs._tcp.{} is known only in part, so it is not compared with DNS (ad-dns-divergence is withheld); the records that could be decoded are judged one by one",
+                    node.unreadable_values, node.dn, z.zone
+                ),
+                format!(
+                    "look at the node's records on a DC (`samba-tool dns query <dc> {} _vlmcs._tcp ALL`, DNS Manager): a value no reader decodes was written by a broken tool; delete that record and let its host register again",
+                    z.zone
+                ),
+            ));
+        } else {
+            divergence(z, node, dns, &mut out);
+        }
     }
     out
+}
+
+/// The zone's settings when every `dNSProperty` value was read and decoded, else why not.
+/// A value that could not be decoded may be the very one that sets dynamic updates or aging,
+/// and the defaults ("updates off", aging off) are no reading of the zone.
+fn known_settings(p: &ZoneProperties) -> Result<&ZoneSettings, String> {
+    match p {
+        ZoneProperties::Values(s) if s.skipped == 0 => Ok(s),
+        ZoneProperties::Values(s) => Err(format!("{} dNSProperty value(s) could not be decoded", s.skipped)),
+        ZoneProperties::Missing => {
+            Err("the directory returned no dNSProperty for it (the bind account may not read the attribute)".into())
+        }
+    }
 }
 
 fn finding(
@@ -139,11 +193,43 @@ fn acl_findings(inv: &Inventory, view: &AdView, z: &AdZone, node: &AdNode, out: 
     let mut any_blocked = false;
     for host in inv.hosts.iter().filter(|h| h.state == HostState::Active && h.zones.contains(&z.zone)) {
         let Some(account) = &host.account else { continue };
-        let Some(Ok(acct)) = view.accounts.get(account) else { continue };
+        let acct = match view.accounts.get(account) {
+            Some(Ok(acct)) => acct,
+            unknown => {
+                let (why, fix) = account_unknown(account, unknown.and_then(|a| a.as_ref().err()));
+                out.push(finding(
+                    Code::AdUnreadable,
+                    &z.zone,
+                    None,
+                    Some(host.name.clone()),
+                    format!("{why}: without the account's token, the ACL check of {} is withheld", host.name),
+                    fix,
+                ));
+                continue;
+            }
+        };
         let token = computer_token(acct.sid, &acct.groups, false);
         let decision = may_update(sd, &token);
-        if decision.allowed() {
-            continue;
+        match decision.verdict {
+            Verdict::Granted | Verdict::NoDacl => continue,
+            Verdict::Denied | Verdict::NotGranted => {}
+            Verdict::Unknown => {
+                out.push(finding(
+                    Code::UpdateAclUnknown,
+                    &z.zone,
+                    None,
+                    Some(host.name.clone()),
+                    format!(
+                        "whether {} ({account}) may update _vlmcs._tcp.{} cannot be told from the DACL of {}: {decision}; it is neither called blocked nor able to update",
+                        host.name, z.zone, node.dn
+                    ),
+                    format!(
+                        "read the node's DACL (`samba-tool dsacl get --objectdn='{0}'`, or `dsacls \"{0}\"` on Windows) and look at the ACEs named, whose conditions kmsdns does not evaluate: if {account} must update the record, give it (or the KMS group) an unconditional grant ahead of any conditional deny, or remove the conditional ACE; then audit again",
+                        node.dn
+                    ),
+                ));
+                continue;
+            }
         }
         any_blocked = true;
         let aces: Vec<String> = decision.aces.iter().map(|a| a.sddl.clone()).collect();
@@ -152,13 +238,14 @@ fn acl_findings(inv: &Inventory, view: &AdView, z: &AdZone, node: &AdNode, out: 
         } else {
             format!("the ACEs that apply to it grant no write: {}", aces.join(""))
         };
+        let unevaluated = decision.harmless_unevaluated();
         out.push(finding(
             Code::UpdateBlockedAcl,
             &z.zone,
             None,
             Some(host.name.clone()),
             format!(
-                "{} ({account}) cannot update _vlmcs._tcp.{}: the node is owned by {owner}, and {applies}; its registrations are refused (event 12293)",
+                "{} ({account}) cannot update _vlmcs._tcp.{}: the node is owned by {owner}, and {applies}; its registrations are refused (event 12293){unevaluated}",
                 host.name, z.zone
             ),
             fix.clone(),
@@ -179,6 +266,26 @@ fn acl_findings(inv: &Inventory, view: &AdView, z: &AdZone, node: &AdNode, out: 
     }
 }
 
+/// Why a host's account is not known, and what to do about it.
+fn account_unknown(account: &str, error: Option<&AccountError>) -> (String, String) {
+    let Some(error) = error else {
+        return (
+            format!("{account} was not looked up in the directory"),
+            "run the audit again; if this stays, report it".into(),
+        );
+    };
+    let fix = match error {
+        AccountError::NotFound { .. } => format!(
+            "check the host's `account` in the inventory: it must be the sAMAccountName of its computer account, `{account}` with the trailing $"
+        ),
+        AccountError::NoObjectSid { .. } | AccountError::TokenGroupsUnreadable { .. } => format!(
+            "give the [ad] bind_dn read access to objectSid and tokenGroups of {account} (members of \"Windows Authorization Access Group\" may read tokenGroups; so may \"Pre-Windows 2000 Compatible Access\")"
+        ),
+        AccountError::Search { .. } => "check that the DC answers the search; run the audit again".into(),
+    };
+    (error.to_string(), fix)
+}
+
 /// A SID named as the directory knows it: an inventory account or the KMS group, else the SID.
 fn name_of(view: &AdView, sid: &Sid) -> String {
     for (name, acct) in &view.accounts {
@@ -191,13 +298,21 @@ fn name_of(view: &AdView, sid: &Sid) -> String {
     sid.to_string()
 }
 
-fn record_findings(z: &AdZone, node: &AdNode, now: Option<SystemTime>, out: &mut Vec<Finding>) {
+/// `static-record` and `aging-stale`, record by record. Each judges one value on its own, so
+/// the values that could be decoded are judged even when others could not; ages are judged
+/// only with the zone's aging settings and a clock reading.
+fn record_findings(
+    z: &AdZone,
+    settings: Option<&ZoneSettings>,
+    node: &AdNode,
+    now: Option<SystemTime>,
+    out: &mut Vec<Finding>,
+) {
     if node.tombstoned {
         return;
     }
-    // Without a clock reading, no age can be judged.
     let now_hours = now.map(hours_since_1601);
-    let limit = z.settings.no_refresh_hours.saturating_add(z.settings.refresh_hours);
+    let aging = settings.filter(|s| s.aging).map(|s| s.no_refresh_hours.saturating_add(s.refresh_hours));
     for r in &node.records {
         let Some(srv) = srv_of(r) else { continue };
         if r.is_static() {
@@ -210,7 +325,7 @@ fn record_findings(z: &AdZone, node: &AdNode, now: Option<SystemTime>, out: &mut
                 "if the host registers itself, delete the static record and let it re-register (its record then ages); if you publish it by hand, keep it in the inventory".into(),
             ));
         } else if let Some(age) = now_hours.map(|n| n.saturating_sub(r.timestamp))
-            && z.settings.aging
+            && let Some(limit) = aging
             && age > limit
         {
             out.push(finding(
@@ -265,7 +380,7 @@ mod tests {
     use super::*;
     use crate::observe::ad::{AdAccount, AdGroup};
     use crate::observe::{ServerView, SrvAnswer, ZoneView};
-    use crate::wire::dnsp::{ZoneSettings, from_hours_since_1601};
+    use crate::wire::dnsp::from_hours_since_1601;
     use crate::wire::security::SecurityDescriptor;
 
     const DOMAIN: &str = "S-1-5-21-2485094039-1089347830-3773317622";
@@ -340,7 +455,7 @@ account = "KMS2$"
             zones: vec![AdZone {
                 zone: DnsName::parse("corp.test").unwrap(),
                 dn: Some("DC=corp.test,CN=MicrosoftDNS,DC=DomainDnsZones,DC=corp,DC=test".into()),
-                settings: settings(allow, true),
+                settings: ZoneProperties::Values(settings(allow, true)),
                 node: Some(AdNode {
                     dn: "DC=_vlmcs._tcp,DC=corp.test,CN=MicrosoftDNS,DC=DomainDnsZones,DC=corp,DC=test".into(),
                     records,
@@ -455,6 +570,136 @@ account = "KMS2$"
         let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test", "kms9.corp.test"]), now());
         let d = f.iter().find(|f| f.code == Code::AdDnsDivergence).expect("divergence");
         assert!(d.message.contains("the directory holds [kms1.corp.test]"), "{}", d.message);
+    }
+
+    /// A callback ACE (MS-DTYP 2.4.4.6/2.4.4.7): Mask, Sid, then a condition kmsdns cannot
+    /// evaluate.
+    fn callback_ace(ace_type: u8, rid: u32) -> crate::wire::security::Ace {
+        let mut body = crate::wire::security::rights::WRITE_PROPERTY.to_le_bytes().to_vec();
+        body.extend_from_slice(&sid(rid).to_bytes());
+        body.extend_from_slice(b"artx\x00\x00\x00\x00");
+        crate::wire::security::Ace::Other(crate::wire::security::OpaqueAce { ace_type, flags: 0, body })
+    }
+
+    fn with_node(mut ad: AdRead, edit: impl FnOnce(&mut AdZone)) -> AdRead {
+        if let AdRead::Read(v) = &mut ad {
+            edit(&mut v.zones[0]);
+        }
+        ad
+    }
+
+    #[test]
+    fn an_ace_that_cannot_be_evaluated_makes_the_verdict_unknown_not_allowed_nor_blocked() {
+        // A conditional deny for KMS1$ in front of the ACE that lets it write, and a
+        // conditional allow for KMS2$, which otherwise may not write.
+        let sd = before().with_ace_prepended(callback_ace(0x0a, 1103)).unwrap();
+        let sd = sd.with_ace_prepended(callback_ace(0x09, 1104)).unwrap();
+        let ad = view(sd, vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::SecureOnly);
+        let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(
+            codes(&f),
+            vec![
+                ("zone-secure-only", None),
+                ("update-acl-unknown", Some("kms1.corp.test".into())),
+                ("update-acl-unknown", Some("kms2.corp.test".into())),
+            ],
+            "{f:#?}"
+        );
+        let kms1 = &f[1];
+        assert_eq!(kms1.severity, Severity::Warning);
+        assert!(
+            kms1.message.contains("KMS1$") && kms1.message.contains("DC=_vlmcs._tcp,DC=corp.test"),
+            "{}",
+            kms1.message
+        );
+        assert!(kms1.message.contains("ACE 1 (0x0a;;"), "names the ACE: {}", kms1.message);
+        assert!(kms1.message.contains("may deny"), "{}", kms1.message);
+        assert!(f[2].message.contains("ACE 0 (0x09;;") && f[2].message.contains("may allow"), "{}", f[2].message);
+        assert!(kms1.fix.contains("samba-tool dsacl get") || kms1.fix.contains("dsacls"), "{}", kms1.fix);
+    }
+
+    #[test]
+    fn an_ace_that_cannot_change_the_verdict_is_still_named() {
+        // KMS2$ may not write either way: a conditional deny for it changes nothing.
+        let sd = before().with_ace_prepended(callback_ace(0x0a, 1104)).unwrap();
+        let ad = view(sd, vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::SecureOnly);
+        let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(
+            codes(&f),
+            vec![("zone-secure-only", None), ("update-blocked-acl", Some("kms2.corp.test".into()))],
+            "{f:#?}"
+        );
+        assert!(
+            f[1].message
+                .contains("ACE 0 (0x0a;;40 opaque bytes) could not be evaluated, and cannot change this answer"),
+            "{}",
+            f[1].message
+        );
+    }
+
+    #[test]
+    fn unreadable_token_groups_are_a_finding_naming_the_account() {
+        let mut ad = view(before(), vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::SecureOnly);
+        if let AdRead::Read(v) = &mut ad {
+            v.accounts.insert(
+                "KMS2$".into(),
+                Err(AccountError::TokenGroupsUnreadable {
+                    account: "KMS2$".into(),
+                    why: "the directory returned none".into(),
+                }),
+            );
+        }
+        let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(
+            codes(&f),
+            vec![("zone-secure-only", None), ("ad-unreadable", Some("kms2.corp.test".into()))],
+            "no ACL verdict for KMS2$, and not silence either: {f:#?}"
+        );
+        assert!(f[1].message.contains("KMS2$") && f[1].message.contains("tokenGroups"), "{}", f[1].message);
+        assert!(f[1].message.contains("the ACL check of kms2.corp.test is withheld"), "{}", f[1].message);
+    }
+
+    #[test]
+    fn undecodable_zone_settings_give_no_verdict_from_a_default() {
+        // One dNSProperty value could not be decoded: it may be the allow-update one, so
+        // "updates off" (the default) is no verdict.
+        let ad = with_node(view(before(), vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::None), |z| {
+            z.settings = ZoneProperties::Values(ZoneSettings { skipped: 1, ..settings(AllowUpdate::None, false) })
+        });
+        let f = audit_ad(&inventory("repair"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(codes(&f), vec![("ad-unreadable", None)], "{f:#?}");
+        assert!(f[0].message.contains("1 dNSProperty value") && f[0].message.contains("corp.test"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("update-blocked-acl") && f[0].message.contains("aging"),
+            "says what is withheld: {}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn unreadable_zone_settings_give_no_verdict_from_a_default_when_none_was_returned() {
+        let ad = with_node(view(before(), vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::None), |z| {
+            z.settings = ZoneProperties::Missing
+        });
+        let f = audit_ad(&inventory("repair"), &ad, &dns(&["kms1.corp.test"]), now());
+        assert_eq!(codes(&f), vec![("ad-unreadable", None)], "{f:#?}");
+        assert!(f[0].message.contains("no dNSProperty"), "{}", f[0].message);
+        assert!(f[0].fix.contains("dNSProperty"), "{}", f[0].fix);
+    }
+
+    #[test]
+    fn unreadable_record_values_are_reported_and_the_partial_node_is_not_compared() {
+        let ad =
+            with_node(view(after(), vec![srv("kms1.corp.test", 3_733_431)], false, AllowUpdate::SecureOnly), |z| {
+                if let Some(n) = &mut z.node {
+                    n.unreadable_values = 1;
+                }
+            });
+        let f = audit_ad(&inventory("audit"), &ad, &dns(&["kms1.corp.test", "kms2.corp.test"]), now());
+        assert_eq!(codes(&f), vec![("zone-secure-only", None), ("ad-unreadable", None)], "{f:#?}");
+        let m = &f[1].message;
+        assert!(m.contains("1 dnsRecord value") && m.contains("DC=_vlmcs._tcp,DC=corp.test"), "{m}");
+        assert!(m.contains("not compared with DNS"), "{m}");
     }
 
     #[test]

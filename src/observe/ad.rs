@@ -33,7 +33,7 @@ pub struct AdView {
     pub dc: String,
     pub zones: Vec<AdZone>,
     /// Each inventory account ("KMS1$") and what the directory knows of it.
-    pub accounts: BTreeMap<String, Result<AdAccount, String>>,
+    pub accounts: BTreeMap<String, Result<AdAccount, AccountError>>,
     /// The `kms_group`, when one is configured.
     pub kms_group: Option<Result<AdGroup, String>>,
 }
@@ -44,9 +44,21 @@ pub struct AdZone {
     pub zone: DnsName,
     /// The dnsZone object; None when the zone is not stored in AD.
     pub dn: Option<String>,
-    pub settings: ZoneSettings,
+    pub settings: ZoneProperties,
     /// The `_vlmcs._tcp` dnsNode; None when the name was never created.
     pub node: Option<AdNode>,
+}
+
+/// The `dNSProperty` values of a dnsZone, as they came back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZoneProperties {
+    /// The values, decoded; [`ZoneSettings::skipped`] counts those that could not be, any of
+    /// which may be the one that sets dynamic updates or aging.
+    Values(ZoneSettings),
+    /// No value came back: the zone is not stored in AD ([`AdZone::dn`] is None), or the bind
+    /// account may not read the attribute (LDAP leaves out what it may not show, without an
+    /// error). Every zone AD stores has some, so this is never "the defaults".
+    Missing,
 }
 
 /// The `_vlmcs._tcp` dnsNode.
@@ -71,6 +83,22 @@ pub struct AdAccount {
     pub sid: Sid,
     /// Transitive group SIDs (`tokenGroups`).
     pub groups: Vec<Sid>,
+}
+
+/// Why a KMS host's computer account is not known. Without its SID and its groups, no access
+/// check can be made for the host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("no account {account} in the directory")]
+    NotFound { account: String },
+    #[error("{account}: its objectSid could not be read")]
+    NoObjectSid { account: String },
+    /// `tokenGroups` came back empty or not at all: every computer is at least in Domain
+    /// Computers, so the bind account may not read it.
+    #[error("{account}: its tokenGroups could not be read ({why})")]
+    TokenGroupsUnreadable { account: String, why: String },
+    #[error("{account}: {error}")]
+    Search { account: String, error: String },
 }
 
 /// The KMS hosts' group.
@@ -189,7 +217,7 @@ pub async fn observe_ad(inv: &Inventory, ad: &AdSettings) -> AdRead {
     }
 }
 
-type Read = (Vec<AdZone>, BTreeMap<String, Result<AdAccount, String>>, Option<Result<AdGroup, String>>);
+type Read = (Vec<AdZone>, BTreeMap<String, Result<AdAccount, AccountError>>, Option<Result<AdGroup, String>>);
 
 async fn read_all(ldap: &mut Ldap, inv: &Inventory, ad: &AdSettings, timeout: Duration) -> Result<Read, String> {
     let (default_nc, root_nc) = naming_contexts(ldap, timeout).await?;
@@ -262,11 +290,15 @@ async fn read_zone(
         let found = search(ldap, timeout, container, Scope::OneLevel, &filter, vec!["dNSProperty"], vec![]).await?;
         let Some(z) = found.into_iter().next() else { continue };
         let values = binary_values(&z, "dNSProperty");
-        let settings = ZoneSettings::from_values(values.iter().map(Vec::as_slice));
+        let settings = if values.is_empty() {
+            ZoneProperties::Missing
+        } else {
+            ZoneProperties::Values(ZoneSettings::from_values(values.iter().map(Vec::as_slice)))
+        };
         let node = read_node(ldap, &z.dn, timeout).await?;
         return Ok(AdZone { zone: zone.clone(), dn: Some(z.dn), settings, node });
     }
-    Ok(AdZone { zone: zone.clone(), dn: None, settings: ZoneSettings::from_values(std::iter::empty()), node: None })
+    Ok(AdZone { zone: zone.clone(), dn: None, settings: ZoneProperties::Missing, node: None })
 }
 
 async fn read_node(ldap: &mut Ldap, zone_dn: &str, timeout: Duration) -> Result<Option<AdNode>, String> {
@@ -298,24 +330,37 @@ pub async fn read_sd(ldap: &mut Ldap, dn: &str, flags: u8, timeout: Duration) ->
     binary_values(&e, "nTSecurityDescriptor").into_iter().next().ok_or_else(|| format!("{dn}: no nTSecurityDescriptor"))
 }
 
-async fn read_account(ldap: &mut Ldap, base: &str, account: &str, timeout: Duration) -> Result<AdAccount, String> {
+async fn read_account(
+    ldap: &mut Ldap,
+    base: &str,
+    account: &str,
+    timeout: Duration,
+) -> Result<AdAccount, AccountError> {
     let filter = format!("(sAMAccountName={})", ldap_escape(account));
-    let found = search(ldap, timeout, base, Scope::Subtree, &filter, vec!["objectSid"], vec![]).await?;
-    let e = found.into_iter().next().ok_or_else(|| format!("no account {account} in the directory"))?;
+    let found = search(ldap, timeout, base, Scope::Subtree, &filter, vec!["objectSid"], vec![])
+        .await
+        .map_err(|error| AccountError::Search { account: account.into(), error })?;
+    let e = found.into_iter().next().ok_or_else(|| AccountError::NotFound { account: account.into() })?;
     let sid = binary_values(&e, "objectSid")
         .first()
         .and_then(|b| Sid::parse(b).ok())
-        .ok_or_else(|| format!("{account}: no readable objectSid"))?;
+        .ok_or_else(|| AccountError::NoObjectSid { account: account.into() })?;
+    let unreadable = |why: String| AccountError::TokenGroupsUnreadable { account: account.into(), why };
     // tokenGroups is computed, and only for a base-scope search of the object itself.
-    let tg = search(ldap, timeout, &e.dn, Scope::Base, "(objectClass=*)", vec!["tokenGroups"], vec![]).await?;
-    let groups: Vec<Sid> = tg
-        .first()
-        .map(|t| binary_values(t, "tokenGroups").iter().filter_map(|b| Sid::parse(b).ok()).collect())
-        .unwrap_or_default();
+    let tg = search(ldap, timeout, &e.dn, Scope::Base, "(objectClass=*)", vec!["tokenGroups"], vec![])
+        .await
+        .map_err(unreadable)?;
+    let values = tg.first().map(|t| binary_values(t, "tokenGroups")).unwrap_or_default();
+    let groups: Vec<Sid> = values.iter().filter_map(|b| Sid::parse(b).ok()).collect();
     // Every computer is at least in Domain Computers: no groups means the bind account may not
-    // read tokenGroups, and judging an empty token would invent ACL problems.
-    if groups.is_empty() {
-        return Err(format!("{account}: tokenGroups could not be read (the bind account may lack the right to)"));
+    // read tokenGroups, and judging an empty token would invent ACL problems. A value that is
+    // no SID makes the token incomplete, and an incomplete token may lack the very group a
+    // grant names.
+    if values.is_empty() {
+        return Err(unreadable("the directory returned none; the bind account may not read it".into()));
+    }
+    if groups.len() < values.len() {
+        return Err(unreadable(format!("{} of its {} values are no SID", values.len() - groups.len(), values.len())));
     }
     Ok(AdAccount { dn: e.dn, sid, groups })
 }
