@@ -345,6 +345,13 @@ async fn ad_check(
             Some(sd) if may_update(sd, &token).allowed() => {
                 evidence.push(format!("zone {}: {account} may update _vlmcs._tcp", z.zone))
             }
+            Some(sd) if may_update(sd, &token).verdict == crate::wire::security::Verdict::Unknown => {
+                blocked = true;
+                evidence.push(format!(
+                    "zone {}: whether {account} may update _vlmcs._tcp is unknown: the DACL has ACEs kmsdns cannot evaluate (kmsdns --audit names them)",
+                    z.zone
+                ));
+            }
             Some(_) => {
                 blocked = true;
                 evidence.push(format!(
