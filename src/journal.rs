@@ -6,6 +6,12 @@
 //! without its `outcome` means kmsdns stopped between the two; the next command that opens the
 //! journal reports it and records the outcome as unknown, so it is reported once.
 //!
+//! An outcome is one of three ([`Applied`]), never a bool: a change whose answer nobody saw (a
+//! timeout, a connection lost after sending, an answer that could not be verified, a crash) may
+//! have been applied. The next observation of the zone settles it ([`Journal::settle_unknown`]):
+//! the servers serve the change's "after", so it was applied; its "before", so it was not. The
+//! settlement is a further outcome line; the last one for an id is the one that counts.
+//!
 //! No secret is ever written here: entries hold zones, servers, records and answers.
 
 use std::fs::{File, OpenOptions};
@@ -61,14 +67,72 @@ pub struct AclChange {
     pub after: String,
 }
 
+/// What became of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Applied {
+    /// The server said NOERROR (or the servers were later seen serving its "after").
+    Applied,
+    /// The server refused it, or it was never sent (or the servers still serve its "before").
+    NotApplied,
+    /// Nobody saw the answer: it may have been applied.
+    Unknown,
+}
+
+impl Applied {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Applied => "applied",
+            Applied::NotApplied => "not applied",
+            Applied::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawOutcome")]
 pub struct Outcome {
     pub id: u64,
     pub time: String,
-    /// True when the server applied the change.
-    pub applied: bool,
+    pub result: Applied,
     /// The server's answer ("NOERROR", "REFUSED", ...) or what went wrong.
     pub answer: String,
+}
+
+/// An outcome line as written now (`result`) or by kmsdns before 0.2 (`applied: bool`, where
+/// false also stood for "unknown", which those journals said in the answer).
+#[derive(Deserialize)]
+struct RawOutcome {
+    id: u64,
+    time: String,
+    #[serde(default)]
+    result: Option<Applied>,
+    #[serde(default)]
+    applied: Option<bool>,
+    answer: String,
+}
+
+impl From<RawOutcome> for Outcome {
+    fn from(r: RawOutcome) -> Outcome {
+        // Old journals wrote false for every change without a NOERROR; those whose answer
+        // nobody saw are told apart by the answer they recorded.
+        let unseen = ["timeout", "network", "unverified", "unknown", "abandoned"];
+        let result = match (r.result, r.applied) {
+            (Some(result), _) => result,
+            (None, Some(true)) => Applied::Applied,
+            (None, Some(false)) if !unseen.iter().any(|u| r.answer.starts_with(u)) => Applied::NotApplied,
+            _ => Applied::Unknown,
+        };
+        Outcome { id: r.id, time: r.time, result, answer: r.answer }
+    }
+}
+
+/// An unknown outcome the servers have since shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub id: u64,
+    pub zone: DnsName,
+    pub result: Applied,
 }
 
 /// An intent with its outcome, if one was recorded.
@@ -168,10 +232,42 @@ impl Journal {
     }
 
     /// Records the answer to change `id`.
-    pub fn outcome(&self, id: u64, applied: bool, answer: &str) -> Result<(), JournalError> {
+    pub fn outcome(&self, id: u64, result: Applied, answer: &str) -> Result<(), JournalError> {
         let file = self.file()?;
         file.lock().map_err(self.io())?;
-        self.append(&file, &Line::Outcome(Outcome { id, time: now(), applied, answer: answer.to_string() }))
+        self.append(&file, &Line::Outcome(Outcome { id, time: now(), result, answer: answer.to_string() }))
+    }
+
+    /// Settles every record change whose outcome is unknown by what `obs` shows its zone's
+    /// servers serving now: every server readable and serving the change's "after", applied;
+    /// its "before", not applied. Anything else (a server unreadable, the RRset moved on since,
+    /// a change that changed nothing) stays unknown. Returns what was settled.
+    pub fn settle_unknown(&self, obs: &crate::observe::Observation) -> Result<Vec<Settled>, JournalError> {
+        use crate::observe::same_rrset;
+        let mut settled = Vec::new();
+        for e in self.entries()? {
+            let unknown = e.outcome.as_ref().is_some_and(|o| o.result == Applied::Unknown);
+            if !unknown || e.intent.acl.is_some() || same_rrset(&e.intent.before, &e.intent.after) {
+                continue;
+            }
+            let Some(view) = obs.zones.iter().find(|z| z.zone == e.intent.zone) else { continue };
+            let served: Option<Vec<&[SrvRecord]>> = view.servers.iter().map(|s| s.srv.known_records()).collect();
+            let Some(served) = served.filter(|s| !s.is_empty()) else { continue };
+            let result = if served.iter().all(|rs| same_rrset(rs, &e.intent.after)) {
+                Applied::Applied
+            } else if served.iter().all(|rs| same_rrset(rs, &e.intent.before)) {
+                Applied::NotApplied
+            } else {
+                continue;
+            };
+            let answer = match result {
+                Applied::Applied => "settled: every server was later seen serving the change's after RRset",
+                _ => "settled: every server was later seen still serving the change's before RRset",
+            };
+            self.outcome(e.intent.id, result, answer)?;
+            settled.push(Settled { id: e.intent.id, zone: e.intent.zone.clone(), result });
+        }
+        Ok(settled)
     }
 
     fn append(&self, mut file: &File, line: &Line) -> Result<(), JournalError> {
@@ -339,7 +435,7 @@ impl Journal {
         let open: Vec<Intent> =
             self.entries()?.into_iter().filter(|e| e.outcome.is_none() && pick(&e.intent)).map(|e| e.intent).collect();
         for i in &open {
-            self.outcome(i.id, false, answer)?;
+            self.outcome(i.id, Applied::Unknown, answer)?;
         }
         Ok(open)
     }
@@ -363,12 +459,12 @@ mod tests {
         let j = Journal::open(&dir.path().join("state")).unwrap();
         let zone = DnsName::parse("corp.test").unwrap();
         let a = j.intent(&zone, "127.0.0.1:53", &[rec("a.test")], &[], vec!["stale-dead".into()], None).unwrap();
-        j.outcome(a, true, "NOERROR").unwrap();
+        j.outcome(a, Applied::Applied, "NOERROR").unwrap();
         let b = j.intent(&zone, "127.0.0.1:53", &[], &[rec("a.test")], vec!["undo of 1".into()], Some(a)).unwrap();
         assert_eq!((a, b), (1, 2));
         let entries = j.entries().unwrap();
         assert_eq!(entries.len(), 2);
-        assert!(entries[0].outcome.as_ref().unwrap().applied);
+        assert_eq!(entries[0].outcome.as_ref().unwrap().result, Applied::Applied);
         assert_eq!(entries[1].intent.undo_of, Some(1));
         assert!(entries[1].outcome.is_none());
     }
@@ -382,7 +478,7 @@ mod tests {
         for n in 1..=150 {
             let id = j.intent(&zone, "s", &[], &[rec("a.test")], long.clone(), None).unwrap();
             assert_eq!(id, n);
-            j.outcome(id, true, "NOERROR").unwrap();
+            j.outcome(id, Applied::Applied, "NOERROR").unwrap();
         }
         assert!(std::fs::metadata(j.path()).unwrap().len() > 64 * 1024);
         assert_eq!(j.entries().unwrap().len(), 150);
@@ -398,7 +494,9 @@ mod tests {
         assert_eq!(open.len(), 1);
         assert!(j.settle_interrupted().unwrap().is_empty());
         let e = j.entry(1).unwrap();
-        assert!(e.outcome.unwrap().answer.starts_with("unknown"));
+        let o = e.outcome.unwrap();
+        assert!(o.answer.starts_with("unknown"));
+        assert_eq!(o.result, Applied::Unknown, "a change interrupted after its intent may have been applied");
     }
 
     #[test]
@@ -407,7 +505,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let zone = DnsName::parse("corp.test").unwrap();
         let id = j.intent(&zone, "s", &[], &[rec("a.test")], vec![], None).unwrap();
-        j.outcome(id, true, "NOERROR").unwrap();
+        j.outcome(id, Applied::Applied, "NOERROR").unwrap();
         let mut f = OpenOptions::new().append(true).open(j.path()).unwrap();
         f.write_all(b"{\"phase\":\"intent\",\"id\":2,\"ti").unwrap();
         assert_eq!(j.entries().unwrap().len(), 1);

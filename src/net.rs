@@ -25,6 +25,8 @@ pub enum ExchangeError {
     Timeout,
     /// The socket failed, e.g. the kernel reported ICMP port unreachable.
     Io(io::Error),
+    /// The TCP connection could not be made: nothing was sent.
+    Connect(io::Error),
 }
 
 impl From<io::Error> for ExchangeError {
@@ -148,7 +150,7 @@ async fn receive(server: SocketAddr, socket: Arc<UdpSocket>, waiting: Arc<Mutex<
 /// returns the bytes of the first message that comes back.
 pub async fn tcp_exchange(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Result<Vec<u8>, ExchangeError> {
     let exchange = async {
-        let mut stream = TcpStream::connect(server).await?;
+        let mut stream = TcpStream::connect(server).await.map_err(ExchangeError::Connect)?;
         let len = u16::try_from(bytes.len()).map_err(|_| io::Error::other("message longer than 65535 bytes"))?;
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
@@ -158,10 +160,10 @@ pub async fn tcp_exchange(server: SocketAddr, bytes: &[u8], timeout: Duration) -
         stream.read_exact(&mut len).await?;
         let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
         stream.read_exact(&mut answer).await?;
-        Ok::<Vec<u8>, io::Error>(answer)
+        Ok::<Vec<u8>, ExchangeError>(answer)
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => Ok(result?),
+        Ok(result) => result,
         Err(_) => Err(ExchangeError::Timeout),
     }
 }

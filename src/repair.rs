@@ -121,6 +121,22 @@ pub async fn carry_out_with(
     mode: Mode<'_>,
     steer: &Daemon<'_>,
 ) -> Vec<ZoneOutcome> {
+    if let Mode::Apply(journal) = mode {
+        // Changes whose answer nobody saw: what the servers serve now tells.
+        match journal.settle_unknown(obs) {
+            Ok(settled) => {
+                for s in settled {
+                    tracing::info!(
+                        "journal entry {} (zone {}): its outcome was unknown; the servers show it {}",
+                        s.id,
+                        s.zone,
+                        s.result.as_str()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("could not settle the journal's unknown outcomes: {e}"),
+        }
+    }
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
     let jobs = plan.zones.into_iter().map(|zp| {
         let limit = limit.clone();
@@ -411,9 +427,18 @@ pub enum UndoError {
 /// update asserts the entry's "after" as its prerequisite, so a later change is never undone
 /// by accident. The undo is itself journaled.
 pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -> Result<UndoOutcome, UndoError> {
-    let entry = journal.entry(id)?;
-    if !entry.outcome.as_ref().is_some_and(|o| o.applied) {
-        return Err(UndoError::NotApplied(id));
+    use crate::journal::Applied;
+    let mut entry = journal.entry(id)?;
+    if entry.outcome.as_ref().is_some_and(|o| o.result == Applied::Unknown) && entry.intent.acl.is_none() {
+        // Settle it first from what the servers serve now.
+        journal.settle_unknown(&observe::observe_zone(inv, &entry.intent.zone).await)?;
+        entry = journal.entry(id)?;
+    }
+    // An unknown outcome may still be undone: the undo's prerequisite is the entry's "after",
+    // so if the change was never made the server refuses the undo and nothing is clobbered.
+    match entry.outcome.as_ref().map(|o| o.result) {
+        Some(Applied::Applied | Applied::Unknown) => {}
+        Some(Applied::NotApplied) | None => return Err(UndoError::NotApplied(id)),
     }
     let i = entry.intent;
     if let Some(change) = &i.acl {

@@ -427,8 +427,13 @@ pub fn journal_text(entries: &[crate::journal::Entry]) -> String {
     for e in entries {
         let i = &e.intent;
         let result = match &e.outcome {
-            Some(o) if o.applied => "applied".to_string(),
-            Some(o) => format!("not applied ({})", o.answer),
+            Some(o) => match o.result {
+                crate::journal::Applied::Applied => "applied".to_string(),
+                crate::journal::Applied::NotApplied => format!("not applied ({})", o.answer),
+                crate::journal::Applied::Unknown => {
+                    format!("outcome unknown ({})", o.answer.trim_start_matches("unknown: "))
+                }
+            },
             None => "no outcome recorded".into(),
         };
         let removed: Vec<String> = i

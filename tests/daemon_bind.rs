@@ -202,7 +202,7 @@ fn journal(state: &Path) -> Vec<serde_json::Value> {
 }
 
 fn applied(state: &Path) -> usize {
-    journal(state).iter().filter(|l| l["phase"] == "outcome" && l["applied"] == true).count()
+    journal(state).iter().filter(|l| l["phase"] == "outcome" && l["result"] == "applied").count()
 }
 
 #[test]

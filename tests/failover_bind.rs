@@ -176,7 +176,7 @@ fn an_unreachable_secondary_is_reported_and_nothing_is_lost() {
     let journal = std::fs::read_to_string(site.dir.path().join("state/journal.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.iter().filter(|l| l["phase"] == "intent").count(), 2);
-    assert_eq!(lines.iter().filter(|l| l["phase"] == "outcome" && l["applied"] == true).count(), 2);
+    assert_eq!(lines.iter().filter(|l| l["phase"] == "outcome" && l["result"] == "applied").count(), 2);
 }
 
 #[test]

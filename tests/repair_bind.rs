@@ -209,7 +209,7 @@ fn an_undo_restores_the_rrset_and_is_journaled() {
     let entries = entries.as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["undo_of"], 1);
-    assert_eq!(entries[1]["outcome"]["applied"], true);
+    assert_eq!(entries[1]["outcome"]["result"], "applied");
     let table = text(&kmsdns(&["journal", "--config", inv]).stdout);
     assert!(table.contains("-kms2.corp.test -old.corp.test +kms3.corp.test"), "{table}");
     assert!(table.contains("(undo of 1)"), "{table}");
@@ -374,7 +374,7 @@ async fn a_change_between_observation_and_update_is_retried_from_what_is_there()
     let entries = journal.entries().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].outcome.as_ref().unwrap().answer, "NXRRSET");
-    assert!(entries[1].outcome.as_ref().unwrap().applied);
+    assert_eq!(entries[1].outcome.as_ref().unwrap().result, kmsdns::journal::Applied::Applied);
 }
 
 #[test]
@@ -393,7 +393,7 @@ fn an_interrupted_change_is_reported_at_the_next_start() {
     let out = kmsdns(&["journal", "--config", inv.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(text(&out.stderr).contains("journal entry 1 (zone corp.test"), "{}", show(&out));
-    assert!(text(&out.stdout).contains("not applied (unknown: kmsdns stopped"), "{}", show(&out));
+    assert!(text(&out.stdout).contains("outcome unknown (kmsdns stopped"), "{}", show(&out));
     // Reported once.
     let out = kmsdns(&["journal", "--config", inv.to_str().unwrap()]);
     assert!(text(&out.stderr).is_empty(), "{}", show(&out));

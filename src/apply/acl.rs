@@ -119,17 +119,20 @@ pub async fn write_dacl(
             vec![Mod::Replace(b"nTSecurityDescriptor".to_vec(), std::collections::HashSet::from([after.to_vec()]))],
         )
         .await;
+    use crate::journal::Applied;
+    // An LDAP result is the server's word; a transport error (a timeout, a dropped connection)
+    // leaves unknown whether the write was made.
     let result = match modify {
-        Ok(r) => r.success().map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(r) => r.success().map(|_| ()).map_err(|e| (Applied::NotApplied, e.to_string())),
+        Err(e) => Err((Applied::Unknown, e.to_string())),
     };
     match result {
         Ok(()) => {
-            journal.outcome(id, true, "LDAP success")?;
+            journal.outcome(id, Applied::Applied, "LDAP success")?;
             Ok(AclCommitted::Applied { id })
         }
-        Err(why) => {
-            journal.outcome(id, false, &format!("LDAP: {why}"))?;
+        Err((outcome, why)) => {
+            journal.outcome(id, outcome, &format!("LDAP: {why}"))?;
             Err(AclError::Refused { dn: dn.to_string(), why })
         }
     }

@@ -246,8 +246,10 @@ async fn tkey_exchange(
     rr.dns_class = DNSClass::ANY;
     m.additionals.push(rr);
     let wire = m.to_vec().map_err(|e| GssError::Kerberos(format!("TKEY query: {e}")))?;
-    let response = crate::observe::dns::send_exact_over_tcp(server, &wire, timeout).await.map_err(|e| match e {
-        hickory_net::NetError::Timeout => GssError::Network { server, why: "no answer to the TKEY negotiation".into() },
+    let response = super::transport::send(server, &wire, timeout).await.map_err(|e| match e {
+        super::transport::SendError::Timeout => {
+            GssError::Network { server, why: "no answer to the TKEY negotiation".into() }
+        }
         e => GssError::Network { server, why: e.to_string() },
     })?;
     if response.metadata.response_code != ResponseCode::NoError {

@@ -9,13 +9,14 @@ pub mod acl;
 #[cfg(feature = "gss-tsig")]
 pub mod gss;
 pub mod rfc2136;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use rfc2136::{Auth, RrsetUpdate, UpdateError};
 
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Applied, Journal, JournalError};
 
 /// Whether changes are sent.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,8 @@ pub enum Committed {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    /// The server did not apply the change (journal entry `id` says so).
+    /// The server did not apply the change, or nobody knows whether it did (journal entry `id`
+    /// says which).
     #[error("{source} (journal entry {id})")]
     Update { id: u64, source: UpdateError },
     #[error(transparent)]
@@ -62,11 +64,19 @@ pub async fn commit(
     let result = rfc2136::send(update, server, auth, timeout).await;
     match result {
         Ok(()) => {
-            journal.outcome(id, true, "NOERROR")?;
+            // The change is made whatever the journal says: a failed write of its outcome
+            // leaves the intent open, which the next run settles from what the servers serve.
+            if let Err(e) = journal.outcome(id, Applied::Applied, "NOERROR") {
+                tracing::error!(
+                    "zone {}: journal entry {id} was applied, but its outcome could not be recorded: {e}",
+                    update.zone
+                );
+            }
             Ok(Committed::Applied { id })
         }
         Err(source) => {
-            journal.outcome(id, false, &source.answer())?;
+            let result = if source.outcome_unknown() { Applied::Unknown } else { Applied::NotApplied };
+            journal.outcome(id, result, &source.answer())?;
             Err(CommitError::Update { id, source })
         }
     }

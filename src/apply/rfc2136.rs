@@ -66,8 +66,14 @@ pub enum UpdateError {
     Conflict { zone: DnsName, server: SocketAddr, rcode: String },
     #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
     Timeout { zone: DnsName, server: SocketAddr, timeout: Duration },
+    /// Nothing was sent.
     #[error("zone {zone}: cannot reach {server}: {why}")]
     Network { zone: DnsName, server: SocketAddr, why: String },
+    /// Sent, and the answer was lost: the server may have applied it.
+    #[error(
+        "zone {zone}: the update was sent to {server}, but its answer was lost ({why}); the server may have applied it: the journal says \"unknown\" until the next run sees the zone"
+    )]
+    Lost { zone: DnsName, server: SocketAddr, why: String },
     #[error(
         "zone {zone}: the answer from {server} cannot be trusted: {why}; see what the servers hold with `kmsdns audit`"
     )]
@@ -95,7 +101,8 @@ impl UpdateError {
             UpdateError::ServFail { .. } => "SERVFAIL".into(),
             UpdateError::Conflict { rcode, .. } => rcode.clone(),
             UpdateError::Timeout { .. } => "timeout".into(),
-            UpdateError::Network { why, .. } => format!("network: {why}"),
+            UpdateError::Network { why, .. } => format!("not sent: {why}"),
+            UpdateError::Lost { why, .. } => format!("lost: {why}"),
             UpdateError::UnverifiedAnswer { why, .. } => format!("unverified: {why}"),
             UpdateError::Other { rcode, .. } => rcode.clone(),
             UpdateError::Signing { why, .. } => format!("not sent: {why}"),
@@ -111,7 +118,7 @@ impl UpdateError {
 
     /// True when the server may have applied the change although we cannot tell.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, UpdateError::Timeout { .. } | UpdateError::Network { .. } | UpdateError::UnverifiedAnswer { .. })
+        matches!(self, UpdateError::Timeout { .. } | UpdateError::Lost { .. } | UpdateError::UnverifiedAnswer { .. })
     }
 }
 
@@ -257,9 +264,11 @@ async fn exchange(
     wire: &[u8],
     timeout: Duration,
 ) -> Result<hickory_proto::op::DnsResponse, UpdateError> {
-    match crate::observe::dns::send_exact_over_tcp(server, wire, timeout).await {
-        Err(hickory_net::NetError::Timeout) => Err(UpdateError::Timeout { zone: zone.clone(), server, timeout }),
-        Err(e) => Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
+    use super::transport::{SendError, send};
+    match send(server, wire, timeout).await {
+        Err(SendError::Timeout) => Err(UpdateError::Timeout { zone: zone.clone(), server, timeout }),
+        Err(SendError::NotSent(e)) => Err(UpdateError::Network { zone: zone.clone(), server, why: e.to_string() }),
+        Err(SendError::Lost(why)) => Err(UpdateError::Lost { zone: zone.clone(), server, why }),
         Ok(r) => Ok(r),
     }
 }

@@ -273,7 +273,7 @@ impl DnsReader {
         .map_err(|e| match e {
             ExchangeError::Timeout => ReadError::Timeout,
             ExchangeError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ReadError::Timeout,
-            ExchangeError::Io(io) => ReadError::Network(io.to_string()),
+            ExchangeError::Io(io) | ExchangeError::Connect(io) => ReadError::Network(io.to_string()),
         })?;
         check_answer(&answer, id, q, transport)
     }
@@ -409,28 +409,6 @@ fn check_answer(bytes: &[u8], id: u16, q: Question<'_>, transport: Transport) ->
         return bad("it is truncated (TC=1) over TCP, so it is not the whole RRset".into());
     }
     Ok(m)
-}
-
-/// Sends a message exactly as given (ID included) over one TCP connection and returns the
-/// answer: every UPDATE and TKEY goes this way. A signed message must reach the server byte
-/// for byte: Samba checks the GSS-TSIG MIC over the ID on the wire rather than the TSIG
-/// original ID.
-pub(crate) async fn send_exact_over_tcp(
-    server: SocketAddr,
-    bytes: &[u8],
-    timeout: Duration,
-) -> Result<hickory_proto::op::DnsResponse, hickory_net::NetError> {
-    use hickory_net::NetError;
-    let id = u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)]);
-    let answer = tcp_exchange(server, bytes, timeout).await.map_err(|e| match e {
-        ExchangeError::Timeout => NetError::Timeout,
-        ExchangeError::Io(io) => NetError::from(io),
-    })?;
-    let response = hickory_proto::op::DnsResponse::from_buffer(answer)?;
-    if response.metadata.id != id {
-        return Err(NetError::from("the answer is for another message (ID mismatch)"));
-    }
-    Ok(response)
 }
 
 /// What an authoritative answer says, once errors are set apart.

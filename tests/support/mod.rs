@@ -13,7 +13,7 @@ mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
 pub use estate::Estate;
-pub use rogue::{Reply, RogueDns, Zone as RogueZone};
+pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;
 
 use std::collections::BTreeSet;

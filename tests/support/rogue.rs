@@ -211,3 +211,71 @@ impl Serve {
         }
     }
 }
+
+/// A TCP relay in front of a real server that passes each message on; the server's answer to
+/// the first it drops, closing the client's connection without it (an UPDATE whose answer is
+/// lost), and later answers it passes back.
+pub struct LostAnswerRelay {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    relayed: Arc<Mutex<usize>>,
+}
+
+impl LostAnswerRelay {
+    pub fn start(upstream: SocketAddr) -> LostAnswerRelay {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the relay");
+        let addr = listener.local_addr().expect("relay address");
+        listener.set_nonblocking(true).expect("nonblocking relay");
+        let stop = Arc::new(AtomicBool::new(false));
+        let relayed = Arc::new(Mutex::new(0));
+        let (flag, count) = (stop.clone(), relayed.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut len = [0u8; 2];
+                if conn.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut msg).is_err() {
+                    continue;
+                }
+                let Ok(mut up) = std::net::TcpStream::connect(upstream) else { continue };
+                let _ = up.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = up.write_all(&[len.as_slice(), &msg].concat());
+                let mut answer_len = [0u8; 2];
+                if up.read_exact(&mut answer_len).is_ok() {
+                    *count.lock().unwrap() += 1;
+                }
+                let mut answer = vec![0u8; usize::from(u16::from_be_bytes(answer_len))];
+                let answered = up.read_exact(&mut answer).is_ok();
+                // The first answer is lost; later ones are passed back.
+                if answered && *count.lock().unwrap() > 1 {
+                    let _ = conn.write_all(&[answer_len.as_slice(), &answer].concat());
+                }
+                drop(conn);
+            }
+        });
+        LostAnswerRelay { addr, stop, thread: Some(thread), relayed }
+    }
+
+    /// Messages the server answered.
+    pub fn relayed(&self) -> usize {
+        *self.relayed.lock().unwrap()
+    }
+}
+
+impl Drop for LostAnswerRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
