@@ -446,10 +446,7 @@ fn metrics_are_served_when_configured() {
     let d = Daemon::start(&config, &site.state("state"));
     d.wait_log("is now alive", 2, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(700));
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).unwrap();
+    let body = scrape(port);
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     for want in
         ["kmsdns_cycles_total", "kmsdns_last_cycle_timestamp_seconds", "kmsdns_updates_total{result=\"applied\"} 0"]
