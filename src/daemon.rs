@@ -6,8 +6,11 @@
 //! hysteresis ([`crate::health`]); when a host's verdict changes, a cycle runs at once, so a
 //! dead host's record goes within `fail_after × probe_interval` plus one cycle. A cycle is the
 //! same pipeline as `kmsdns repair --apply` (observe, audit, plan, apply, journal), with the
-//! probes replaced by the hysteresis verdicts: a host that flaps faster than `fail_after`
-//! never changes verdict and so never causes an update.
+//! probes replaced by the hysteresis verdicts. The cycle's own probes feed the hysteresis
+//! too, with the time they were asked: the hysteresis judges by how long a host has failed,
+//! not by how many probes ran, so an audit and a probe tick that land together count as one
+//! moment, and an outage shorter than `(fail_after − 1) × probe_interval` never changes a
+//! verdict and so never causes an update.
 //!
 //! Logging is for changes only: one line per update applied, per verdict change, per finding
 //! that appears or clears, per reload; a quiet cycle logs nothing.
@@ -31,7 +34,7 @@ use tracing::{error, info, warn};
 
 use crate::apply::Mode;
 use crate::audit::{Finding, Severity, audit};
-use crate::health::{Hysteresis, Transition};
+use crate::health::{Asked, Hysteresis, Transition};
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
@@ -107,7 +110,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     journal.hold_writer()?;
     let mut d = Daemon {
         config: opts.config.clone(),
-        health: Hysteresis::new(inv.daemon.fail_after, inv.daemon.recover_after),
+        health: Hysteresis::new(inv.daemon.fail_after, inv.daemon.recover_after, inv.daemon.probe_interval),
         inv,
         journal,
         endpoints: BTreeSet::new(),
@@ -276,7 +279,7 @@ impl Daemon {
                 if new.daemon.metrics != self.inv.daemon.metrics {
                     warn!("the metrics address changed: that takes a restart");
                 }
-                self.health.set_thresholds(new.daemon.fail_after, new.daemon.recover_after);
+                self.health.set_thresholds(new.daemon.fail_after, new.daemon.recover_after, new.daemon.probe_interval);
                 info!(
                     "reloaded {} ({why}): {} zone(s), {} host(s)",
                     self.config.display(),
@@ -298,6 +301,7 @@ impl Daemon {
     /// Probes every endpoint once; returns the verdict changes (each logged).
     async fn probe_round(&mut self) -> Vec<Transition> {
         let limit = Arc::new(tokio::sync::Semaphore::new(self.inv.defaults.concurrency));
+        let started = Instant::now();
         let probes = observe::probe::probe_all(
             self.endpoints.clone(),
             self.inv.defaults.timeout,
@@ -305,7 +309,14 @@ impl Daemon {
             limit,
         )
         .await;
-        let transitions = self.health.record_all(&probes);
+        // Up to `concurrency` probes go out at once, as the round starts; more go out in
+        // batches, each at a moment within the round that is not known here.
+        let asked = if self.endpoints.len() <= self.inv.defaults.concurrency {
+            Asked::at(started)
+        } else {
+            Asked::between(started, Instant::now())
+        };
+        let transitions = self.health.record_all(&probes, asked);
         self.log_transitions(&transitions);
         transitions
     }
@@ -368,7 +379,9 @@ impl Daemon {
         let started = Instant::now();
         let inv = &self.inv;
         let mut obs: Observation = observe::observe(inv).await;
-        let transitions = self.health.record_all(&obs.probes);
+        // The probes go out after the DNS reads, at a moment within the observation that is
+        // not known here: the hysteresis takes whichever end is the safer one.
+        let transitions = self.health.record_all(&obs.probes, Asked::between(started, Instant::now()));
         self.log_transitions(&transitions);
         let current: BTreeSet<SocketAddr> = observe::endpoints(inv, &obs.zones, &obs.names);
         self.health.retain(&current);

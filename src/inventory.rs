@@ -61,9 +61,11 @@ pub struct DaemonSettings {
     pub interval: Duration,
     /// Every SRV target and inventory host is probed this often.
     pub probe_interval: Duration,
-    /// Consecutive failed probes before a host counts as dead.
+    /// Failed probes in a row, spanning `(fail_after − 1) × probe_interval`, before a host
+    /// counts as dead ([`crate::health`]).
     pub fail_after: u32,
-    /// Consecutive good probes before a dead (or new) host counts as alive.
+    /// Good probes in a row, spanning `(recover_after − 1) × probe_interval`, before a dead
+    /// (or new) host counts as alive.
     pub recover_after: u32,
     /// Where Prometheus metrics are served; none when absent.
     pub metrics: Option<SocketAddr>,

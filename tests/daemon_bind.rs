@@ -258,6 +258,91 @@ fn a_host_that_flaps_faster_than_fail_after_causes_no_update() {
     assert_eq!(site.targets(1), BOTH);
 }
 
+/// The daemon's `/metrics` text.
+fn scrape(port: u16) -> String {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// One unlabelled sample of `/metrics`.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+}
+
+/// The next start of the audit timer that is at least `ahead` away, as seconds from now:
+/// the last cycle's start (its end less its duration, from `/metrics`) plus whole intervals.
+fn next_audit_in(port: u16, interval: f64, ahead: f64) -> f64 {
+    let body = scrape(port);
+    let start = sample(&body, "kmsdns_last_cycle_timestamp_seconds") - sample(&body, "kmsdns_cycle_duration_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut next = start + interval;
+    while next - now < ahead {
+        next += interval;
+    }
+    next - now
+}
+
+#[test]
+fn outages_shorter_than_the_bound_cause_no_update_wherever_they_fall_on_the_audit_timer() {
+    // The audit and a probe tick both fire every even second: the audit's own probe and the
+    // tick's a moment later must not count as the two failures fail_after = 2 asks for.
+    let mut site = Site::new();
+    let port = free_port();
+    let (interval, probe, fail_after) = (2.0, Duration::from_secs(1), 2u32);
+    let config = site.config(
+        "kmsdns.toml",
+        &format!(
+            "interval = \"2s\"\nprobe_interval = \"1s\"\nfail_after = {fail_after}\nrecover_after = 2\nmetrics = \"127.0.0.1:{port}\""
+        ),
+        "",
+    );
+    let state = site.state("state");
+    let d = Daemon::start(&config, &state);
+    d.wait_log("is now alive", 2, Duration::from_secs(10));
+    let serial = site.lab.serial(0, "corp.test").expect("the primary's serial");
+
+    // Outages of 0.6 s (the bound is about a second of failures; the margin is for a loaded
+    // machine's sleeps), each starting at another point of the audit timer: before it, so
+    // that the audit's probe and the tick right after it both fail, on it, after it. Each is
+    // at least 1.3 s after the last, so a good probe comes in between.
+    let blip = Duration::from_millis(600);
+    for phase in [-0.5, -0.3, -0.1, 0.0, 0.5, 0.8] {
+        let wait = next_audit_in(port, interval, 1.3 - phase) + phase;
+        std::thread::sleep(Duration::from_secs_f64(wait));
+        let down = Instant::now();
+        site.kill(1);
+        std::thread::sleep(blip);
+        site.revive(1);
+        let lasted = down.elapsed();
+        assert!(lasted < Duration::from_millis(900), "the test's outage lasted {lasted:?}: the machine is too slow");
+    }
+    // Long enough for a verdict the last outage might have caused to reach the servers.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(site.lab.serial(0, "corp.test"), Some(serial), "no UPDATE may be sent:\n{}", d.log());
+    assert_eq!(journal(&state).len(), 0, "no update may be journaled:\n{}", d.log());
+    assert!(!d.log().contains("is now dead"), "{}", d.log());
+    assert_eq!(site.targets(1), BOTH);
+
+    // A real outage: the record goes once the failures span (fail_after - 1) probe intervals,
+    // and within fail_after intervals plus one audit cycle of the host dying.
+    // (The earliest allows the slack and a probe round that started just before the stop.)
+    let died = Instant::now();
+    site.kill(1);
+    site.wait_all(&ONLY1, Duration::from_secs(15));
+    let took = died.elapsed();
+    let earliest = probe * (fail_after - 1) - Duration::from_millis(100);
+    let bound = probe * fail_after + Duration::from_secs_f64(interval);
+    assert!(took >= earliest, "kms2's record went {took:?} after it died, before {earliest:?}:\n{}", d.log());
+    assert!(took <= bound, "kms2's record took {took:?} to go from every server (bound {bound:?}):\n{}", d.log());
+    d.wait_log("applied journal entry 1: -SRV 0 0 1688 kms2.corp.test. (stale-dead)", 1, Duration::from_secs(5));
+    assert_eq!(site.lab.serial(0, "corp.test"), Some(serial + 1), "one UPDATE:\n{}", d.log());
+}
+
 #[test]
 fn a_broken_config_is_rejected_and_a_fixed_one_is_taken() {
     let site = Site::new();
@@ -361,10 +446,7 @@ fn metrics_are_served_when_configured() {
     let d = Daemon::start(&config, &site.state("state"));
     d.wait_log("is now alive", 2, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(700));
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).unwrap();
+    let body = scrape(port);
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     for want in
         ["kmsdns_cycles_total", "kmsdns_last_cycle_timestamp_seconds", "kmsdns_updates_total{result=\"applied\"} 0"]
