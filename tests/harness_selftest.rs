@@ -106,8 +106,9 @@ impl ForkedChild {
     /// Returns once the child has forked: it then holds a copy of every socket of this process.
     fn holding_every_socket() -> ForkedChild {
         let mut fds = [0; 2];
-        // SAFETY: pipe(2) fills the two descriptors it is given.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: pipe2(2) fills the two descriptors it is given. Close-on-exec keeps them out
+        // of the processes other tests spawn meanwhile.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
         let (read_end, write_end) = (fds[0], fds[1]);
         let spawner = std::thread::spawn(move || {
             let mut cmd = Command::new("true");
