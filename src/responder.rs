@@ -38,7 +38,14 @@ pub struct KmsResponder {
 impl KmsResponder {
     /// Starts a responder on `addr` (port 0 picks a free one).
     pub fn start(addr: SocketAddr, behaviour: Behaviour) -> std::io::Result<KmsResponder> {
-        let listener = TcpListener::bind(addr)?;
+        Self::from_listener(TcpListener::bind(addr)?, behaviour)
+    }
+
+    /// Starts a responder on a listener the caller already bound. Whoever reserved an address by
+    /// binding it hands the socket over instead of closing and binding it again: in between, a
+    /// process forked by another thread may still hold a copy of the closed socket (until it
+    /// execs), and the second bind fails with `AddrInUse`.
+    pub fn from_listener(listener: TcpListener, behaviour: Behaviour) -> std::io::Result<KmsResponder> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

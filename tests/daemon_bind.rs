@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, free_port, loopback_ip};
 
 /// A running `kmsdns run`, its log in a file; stopped (SIGTERM, then SIGKILL) on drop.
@@ -99,12 +99,13 @@ propagation_timeout = "5s"
 
 impl Site {
     fn new() -> Site {
-        let ips: Vec<Ipv4Addr> = (0..2).map(|_| loopback_ip()).collect();
+        let (ips, ports): (Vec<Ipv4Addr>, Vec<_>) = (0..2).map(|_| loopback_ip()).unzip();
         let kms = ips
             .iter()
-            .map(|ip| {
-                let addr = SocketAddr::from((*ip, 1688));
-                (addr, Some(KmsResponder::up(addr).expect("start a KMS responder")))
+            .zip(ports)
+            .map(|(ip, port)| {
+                let responder = KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder");
+                (SocketAddr::from((*ip, 1688)), Some(responder))
             })
             .collect();
         let zone = ZoneSpec::new("corp.test")

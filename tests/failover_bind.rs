@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, free_port, loopback_ip};
 
@@ -22,10 +22,10 @@ struct Site {
 
 impl Site {
     fn new(kms1_alive: bool, kms2_alive: bool) -> Site {
-        let (ip1, ip2) = (loopback_ip(), loopback_ip());
+        let ((ip1, port1), (ip2, port2)) = (loopback_ip(), loopback_ip());
         let kms1_addr = SocketAddr::from((ip1, 1688));
-        let kms1 = kms1_alive.then(|| KmsResponder::up(kms1_addr).unwrap());
-        let kms2 = kms2_alive.then(|| KmsResponder::up((ip2, 1688).into()).unwrap());
+        let kms1 = kms1_alive.then(|| KmsResponder::from_listener(port1, Behaviour::Kms).unwrap());
+        let kms2 = kms2_alive.then(|| KmsResponder::from_listener(port2, Behaviour::Kms).unwrap());
         let corp = ZoneSpec::new("corp.test")
             .record(&format!("kms1 IN A {ip1}"))
             .record(&format!("kms2 IN A {ip2}"))

@@ -2,8 +2,14 @@
 
 mod support;
 
-use std::net::TcpListener;
-use support::{BindLab, ZoneSpec, free_port, loopback_ip};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use kmsdns::observe::probe::{ProbeState, probe};
+use kmsdns::responder::{Behaviour, KmsResponder};
+use support::{BindLab, KMS_PORT, ZoneSpec, claim_block, free_port, loopback_ip};
 
 fn corp_test() -> ZoneSpec {
     ZoneSpec::new("corp.test")
@@ -56,10 +62,95 @@ fn independent_primaries_diverge_and_stop() {
 fn ports_and_loopback_addresses_are_fresh() {
     let (p1, p2) = (free_port(), free_port());
     assert_ne!(p1, p2);
-    let (a, b) = (loopback_ip(), loopback_ip());
+    let ((a, a_kms), (b, b_kms)) = (loopback_ip(), loopback_ip());
     assert_ne!(a, b);
-    for ip in [a, b] {
+    for (ip, kms) in [(a, a_kms), (b, b_kms)] {
         assert!((100..=199).contains(&ip.octets()[1]), "{ip}");
-        let _kms = TcpListener::bind((ip, 1688)).unwrap_or_else(|e| panic!("bind {ip}:1688: {e}"));
+        assert_eq!(kms.local_addr().unwrap(), SocketAddr::from((ip, KMS_PORT)));
     }
+}
+
+/// Issue 18: `start a KMS responder: AddrInUse`. An address `loopback_ip` hands out must stay
+/// ours until a responder serves on it: a process spawned by a parallel test (named, dig,
+/// kmsdns) holds a copy of every socket open at its fork until it execs, so a probe socket that
+/// is closed and re-bound can still be listening in that child. Here a second socket stands in
+/// for that copy.
+#[test]
+fn an_address_handed_out_cannot_be_taken_before_its_responder_serves_it() {
+    let (ip, kms) = loopback_ip();
+    let intruder = TcpListener::bind((ip, KMS_PORT));
+    assert!(intruder.is_err(), "{ip}:1688 was free for anyone between loopback_ip() and the responder");
+    let responder = KmsResponder::from_listener(kms, Behaviour::Kms).expect("start a KMS responder");
+    assert_eq!(responder.addr(), SocketAddr::from((ip, KMS_PORT)));
+}
+
+/// The race of issue 18 itself, made deterministic: a child forked while the address is reserved
+/// keeps a copy of the socket until it execs. The responder serves on the handed-over socket, so
+/// the child's copy does not matter, and the probe finds a KMS host there.
+#[tokio::test]
+async fn a_responder_starts_while_a_forked_child_holds_the_reservation() {
+    let (ip, kms) = loopback_ip();
+    let child = ForkedChild::holding_every_socket();
+    let responder = KmsResponder::from_listener(kms, Behaviour::Kms).expect("start a KMS responder");
+    assert_eq!(probe(responder.addr(), Duration::from_secs(2), 0).await, ProbeState::KmsUp);
+    assert_eq!(responder.addr(), SocketAddr::from((ip, KMS_PORT)));
+    drop(child);
+}
+
+/// A child process stopped between fork and exec, as every `Command::spawn` is for a moment.
+struct ForkedChild {
+    spawner: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ForkedChild {
+    /// Returns once the child has forked: it then holds a copy of every socket of this process.
+    fn holding_every_socket() -> ForkedChild {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2(2) fills the two descriptors it is given. Close-on-exec keeps them out
+        // of the processes other tests spawn meanwhile.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+        let (read_end, write_end) = (fds[0], fds[1]);
+        let spawner = std::thread::spawn(move || {
+            let mut cmd = Command::new("true");
+            // SAFETY: only async-signal-safe calls (write, nanosleep) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::write(write_end, [1u8].as_ptr().cast(), 1);
+                    let pause = libc::timespec { tv_sec: 0, tv_nsec: 300_000_000 };
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                    Ok(())
+                });
+            }
+            // spawn returns once the child has exec'd, after its pause.
+            let _ = cmd.status();
+        });
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into `byte` from the pipe made above.
+        assert_eq!(unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) }, 1, "the child did not fork");
+        // SAFETY: both ends were opened above and are not used again in this process.
+        unsafe {
+            libc::close(read_end);
+            libc::close(write_end);
+        }
+        ForkedChild { spawner: Some(spawner) }
+    }
+}
+
+impl Drop for ForkedChild {
+    fn drop(&mut self) {
+        if let Some(spawner) = self.spawner.take() {
+            let _ = spawner.join();
+        }
+    }
+}
+
+#[test]
+fn each_test_process_has_a_block_of_addresses_of_its_own() {
+    let (ip, _kms) = loopback_ip();
+    let [_, a, b, _] = ip.octets();
+    let ours = u32::from(a - 100) * 256 + u32::from(b);
+    // Another process whose search starts at our block moves past it.
+    let (theirs, _claim) = claim_block(ours).expect("a free block");
+    assert_ne!(theirs, ours);
+    assert!(TcpListener::bind((Ipv4Addr::new(127, a, b, 0), KMS_PORT)).is_err(), "our block's claim is held");
 }

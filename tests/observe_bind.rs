@@ -10,7 +10,7 @@ use kmsdns::audit::{Code, audit};
 use kmsdns::inventory::Inventory;
 use kmsdns::name::DnsName;
 use kmsdns::observe::{DnsReader, ReadError, SrvAnswer, observe};
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
 fn name(s: &str) -> DnsName {
@@ -87,9 +87,9 @@ async fn refusals_silence_and_closed_ports_are_errors_not_empty_answers() {
 
 #[tokio::test]
 async fn a_stopped_secondary_is_unreachable_and_its_records_unknown() {
-    let kms1 = loopback_ip();
-    let _up = KmsResponder::up((kms1, 1688).into()).unwrap();
-    let dead = loopback_ip();
+    let (kms1, kms1_port) = loopback_ip();
+    let _up = KmsResponder::from_listener(kms1_port, Behaviour::Kms).unwrap();
+    let (dead, _) = loopback_ip();
     let zone = ZoneSpec::new("corp.test")
         .record(&format!("kms1 IN A {kms1}"))
         .record(&format!("kms2 IN A {dead}"))
@@ -122,8 +122,8 @@ async fn a_stopped_secondary_is_unreachable_and_its_records_unknown() {
 
 #[tokio::test]
 async fn targets_resolve_through_the_zones_servers_and_each_endpoint_is_probed_once() {
-    let kms1 = loopback_ip();
-    let _up = KmsResponder::up((kms1, 1688).into()).unwrap();
+    let (kms1, kms1_port) = loopback_ip();
+    let _up = KmsResponder::from_listener(kms1_port, Behaviour::Kms).unwrap();
     let hosts = ZoneSpec::new("hosts.test").record(&format!("kms1 IN A {kms1}"));
     let zones: Vec<ZoneSpec> = (1..=3)
         .map(|i| ZoneSpec::new(&format!("site{i}.test")).record("_vlmcs._tcp IN SRV 0 0 1688 kms1.hosts.test."))
@@ -147,8 +147,8 @@ async fn targets_resolve_through_the_zones_servers_and_each_endpoint_is_probed_o
 
 #[tokio::test]
 async fn an_alias_target_is_followed_and_an_unreadable_record_makes_the_answer_unknown() {
-    let kms1 = loopback_ip();
-    let _up = KmsResponder::up((kms1, 1688).into()).unwrap();
+    let (kms1, kms1_port) = loopback_ip();
+    let _up = KmsResponder::from_listener(kms1_port, Behaviour::Kms).unwrap();
     let lab = BindLab::primary_secondary(&[
         ZoneSpec::new("alias.test")
             .record(&format!("kms1 IN A {kms1}"))

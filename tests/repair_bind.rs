@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, free_port, loopback_ip};
@@ -30,10 +30,11 @@ impl Site {
     }
 
     fn with_lab(make: impl Fn(&[ZoneSpec]) -> BindLab) -> Site {
-        let (kms1, kms2, kms3, old) = (loopback_ip(), loopback_ip(), loopback_ip(), loopback_ip());
-        let responders = [kms1, kms3, old]
-            .iter()
-            .map(|ip| KmsResponder::up((*ip, 1688).into()).expect("start a KMS responder"))
+        let ((kms1, kms1_port), (kms2, _), (kms3, kms3_port), (old, old_port)) =
+            (loopback_ip(), loopback_ip(), loopback_ip(), loopback_ip());
+        let responders = [kms1_port, kms3_port, old_port]
+            .into_iter()
+            .map(|port| KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder"))
             .collect();
         let zone = ZoneSpec::new("corp.test")
             .record(&format!("kms1 IN A {kms1}"))

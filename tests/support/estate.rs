@@ -42,10 +42,10 @@ impl Estate {
         let mut corp = ZoneSpec::new("corp.test");
         let mut responders = Vec::new();
         for (label, behaviour) in HOSTS {
-            let ip: Ipv4Addr = loopback_ip();
+            let (ip, kms_port) = loopback_ip();
             corp = corp.record(&format!("{label} 3600 IN A {ip}"));
             if let Some(b) = behaviour {
-                responders.push(KmsResponder::start(SocketAddr::from((ip, 1688)), b).expect("start a KMS responder"));
+                responders.push(KmsResponder::from_listener(kms_port, b).expect("start a KMS responder"));
             }
         }
         for target in ["kms1", "kms2", "old", "rogue", "ghost", "web"] {

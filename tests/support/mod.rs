@@ -20,7 +20,6 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
 ///
@@ -40,22 +39,63 @@ pub fn free_port() -> u16 {
     panic!("found no port free for both UDP and TCP on 127.0.0.1 in 100 tries");
 }
 
-/// A fresh loopback address 127.A.B.C on which nothing listens on port 1688 (KMS) at the time of the call.
+/// The KMS port, on which every address [`loopback_ip`] hands out is bound.
+pub const KMS_PORT: u16 = 1688;
+
+/// Loopback blocks 127.A.B.0/24 with A in 100..=199: 25,600 of them. (`kmsdns demo` uses 127.77/16.)
+const BLOCKS: u32 = 100 * 256;
+
+fn block_ip(block: u32, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, (100 + block / 256) as u8, (block % 256) as u8, host)
+}
+
+/// Claims the first free block at or after `from`, for as long as the returned socket lives.
 ///
-/// Linux routes all of 127/8 to `lo`, so Rust sockets can bind these without `ip addr add`. A (100..=199) and B
-/// come from the process id, C from a per-process counter (carrying into B), so concurrent test processes and
-/// threads get distinct addresses; the bind probe catches leftovers that still listen.
-pub fn loopback_ip() -> Ipv4Addr {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id();
+/// A block is claimed by binding its `.0` address on the KMS port, so the kernel, not a guess from
+/// the process id, keeps two test processes out of each other's addresses, and the claim ends with
+/// the process however it ends. Hosts `.1` to `.254` are then this process's to hand out.
+pub fn claim_block(from: u32) -> Option<(u32, TcpListener)> {
+    (0..BLOCKS)
+        .map(|i| (from + i) % BLOCKS)
+        .find_map(|block| TcpListener::bind((block_ip(block, 0), KMS_PORT)).ok().map(|claim| (block, claim)))
+}
+
+/// This process's addresses: the blocks it claimed (held for its lifetime) and the next host.
+struct OwnAddresses {
+    claims: Vec<TcpListener>,
+    block: u32,
+    next_host: u8,
+}
+
+/// A fresh loopback address 127.A.B.C of this process's own, and a listener already bound to it on
+/// port 1688 (KMS).
+///
+/// Linux routes all of 127/8 to `lo`, so Rust sockets can bind these without `ip addr add`. The
+/// address comes from a block no other test process holds (see [`claim_block`]), and the socket is
+/// handed over rather than closed: pass it to `KmsResponder::from_listener`, so nothing is released
+/// and bound again (issue 18). Drop it for a host on which nothing listens; no other test process
+/// can take the address meanwhile.
+pub fn loopback_ip() -> (Ipv4Addr, TcpListener) {
+    static OWN: Mutex<Option<OwnAddresses>> = Mutex::new(None);
+    let mut guard = OWN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..1000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let a = 100 + (pid % 100) as u8;
-        let b = ((pid / 100 + n / 254) % 256) as u8;
-        let c = (1 + n % 254) as u8;
-        let ip = Ipv4Addr::new(127, a, b, c);
-        if TcpListener::bind((ip, 1688)).is_ok() {
-            return ip;
+        let mut own = match guard.take() {
+            Some(own) if own.next_host < 255 => own,
+            previous => {
+                // The process id spreads processes over the blocks, so that claims rarely contend.
+                let from = previous.as_ref().map_or(std::process::id() % BLOCKS, |own| own.block + 1);
+                let (block, claim) = claim_block(from).expect("claim a free block of loopback addresses");
+                let mut claims = previous.map(|own| own.claims).unwrap_or_default();
+                claims.push(claim);
+                OwnAddresses { claims, block, next_host: 1 }
+            }
+        };
+        let ip = block_ip(own.block, own.next_host);
+        own.next_host += 1;
+        *guard = Some(own);
+        // A leftover of a harness that did not claim blocks may still listen here: skip it.
+        if let Ok(listener) = TcpListener::bind((ip, KMS_PORT)) {
+            return (ip, listener);
         }
     }
     panic!("found no loopback address with port 1688 free in 1000 tries");
