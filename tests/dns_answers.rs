@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, Reply, RogueDns, RogueZone, ZoneSpec, loopback_ip};
@@ -25,8 +25,12 @@ struct Site {
 impl Site {
     /// `n` live KMS hosts kms1..kmsN.corp.test.
     fn new(n: usize) -> Site {
-        let ips: Vec<Ipv4Addr> = (0..n).map(|_| loopback_ip()).collect();
-        let kms = ips.iter().map(|ip| KmsResponder::up((*ip, 1688).into()).expect("start a KMS responder")).collect();
+        let (ips, kms) = (0..n)
+            .map(|_| {
+                let (ip, port) = loopback_ip();
+                (ip, KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder"))
+            })
+            .unzip();
         Site { _kms: kms, ips, dir: tempfile::tempdir().expect("temp dir") }
     }
 
@@ -223,8 +227,8 @@ fn a_server_that_answers_formerr_to_edns_is_read_without_it() {
 #[test]
 fn a_ttl_with_the_top_bit_set_counts_as_zero() {
     let site = Site::new(1);
-    let unknown = loopback_ip();
-    let _kms = KmsResponder::up((unknown, 1688).into()).expect("start a KMS responder");
+    let (unknown, port) = loopback_ip();
+    let _kms = KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder");
     let zone = site.rogue_zone().a("stray", unknown).srv("stray.corp.test", 0x8000_0010);
     let rogue = RogueDns::start(zone, Box::new(|_, _, _, _| None));
     let inv = site.inventory(&[rogue.addr], "");

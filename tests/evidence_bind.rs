@@ -6,7 +6,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
@@ -21,10 +21,10 @@ struct Estate {
 
 impl Estate {
     fn new() -> Estate {
-        let (kms1, live, dead) = (loopback_ip(), loopback_ip(), loopback_ip());
-        let kms = [kms1, live]
-            .iter()
-            .map(|ip| KmsResponder::up((*ip, 1688).into()).expect("start a KMS responder"))
+        let ((kms1, kms1_port), (live, live_port), (dead, _)) = (loopback_ip(), loopback_ip(), loopback_ip());
+        let kms = [kms1_port, live_port]
+            .into_iter()
+            .map(|port| KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder"))
             .collect();
         let corp = ZoneSpec::new("corp.test")
             .record(&format!("kms1 IN A {kms1}"))

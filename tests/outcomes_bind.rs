@@ -5,7 +5,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, LostAnswerRelay, ZoneSpec, loopback_ip};
@@ -19,8 +19,8 @@ struct Site {
 impl Site {
     /// corp.test on a primary and a secondary: kms1 answers, nothing listens for dead.
     fn new() -> Site {
-        let (kms1, dead) = (loopback_ip(), loopback_ip());
-        let kms = KmsResponder::up((kms1, 1688).into()).expect("start a KMS responder");
+        let ((kms1, port), (dead, _)) = (loopback_ip(), loopback_ip());
+        let kms = KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder");
         let zone = ZoneSpec::new("corp.test")
             .record(&format!("kms1 IN A {kms1}"))
             .record(&format!("dead IN A {dead}"))
