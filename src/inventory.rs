@@ -132,6 +132,11 @@ pub struct Defaults {
     pub concurrency: usize,
     /// How long a repair waits for every server of a zone to serve the new RRset.
     pub propagation_timeout: Duration,
+    /// Probes a one-shot repair makes of a target before it deletes it as dead or not KMS:
+    /// every one must fail. (The daemon's hysteresis is its confirmation.)
+    pub confirm_probes: u32,
+    /// The time those probes are spread over.
+    pub confirm_window: Duration,
 }
 
 impl Default for Defaults {
@@ -143,6 +148,8 @@ impl Default for Defaults {
             retries: 2,
             concurrency: 64,
             propagation_timeout: Duration::from_secs(30),
+            confirm_probes: 3,
+            confirm_window: Duration::from_secs(2),
         }
     }
 }
@@ -418,6 +425,8 @@ struct RawDefaults {
     retries: Option<Spanned<i64>>,
     concurrency: Option<Spanned<i64>>,
     propagation_timeout: Option<Spanned<String>>,
+    confirm_probes: Option<Spanned<i64>>,
+    confirm_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -621,6 +630,12 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
     }
     if let Some(v) = c.duration(&d.propagation_timeout, "defaults.propagation_timeout", ms(0)..ms(3_600_001)) {
         defaults.propagation_timeout = v;
+    }
+    if let Some(v) = c.int(&d.confirm_probes, "defaults.confirm_probes".into(), 1..101, "a probe count") {
+        defaults.confirm_probes = v;
+    }
+    if let Some(v) = c.duration(&d.confirm_window, "defaults.confirm_window", ms(0)..ms(600_001)) {
+        defaults.confirm_window = v;
     }
 
     let state_dir = match &raw.daemon.state_dir {

@@ -19,7 +19,7 @@ use crate::audit::audit;
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, Observation, Resolution, SrvAnswer, SrvRecord, same_rrset};
+use crate::observe::{self, DnsReader, Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
 use crate::plan::{Plan, ZonePlan, plan};
 
 /// Prerequisite conflicts retried before giving up.
@@ -138,11 +138,13 @@ pub async fn carry_out_with(
         }
     }
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
+    let confirmations = Confirmations::default();
+    let confirmations = &confirmations;
     let jobs = plan.zones.into_iter().map(|zp| {
         let limit = limit.clone();
         async move {
             let _permit = limit.acquire().await;
-            repair_zone(inv, obs, zp, mode, steer).await
+            repair_zone(inv, obs, zp, mode, steer, confirmations).await
         }
     });
     futures_util::future::join_all(jobs).await
@@ -167,6 +169,7 @@ async fn repair_zone(
     mut zp: ZonePlan,
     mode: Mode<'_>,
     steer: &Daemon<'_>,
+    confirmations: &Confirmations,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
     let Some(zone) = inv.zone(&zp.zone).cloned() else {
@@ -180,6 +183,15 @@ async fn repair_zone(
     }
     if !zp.will_apply() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
+    }
+    // One failed probe is not a dead host (a KMS service restarting resets a connection): a
+    // one-shot run probes again before it deletes on liveness. The daemon's verdicts already
+    // span time (health.rs).
+    if steer.health.is_none() {
+        confirm_deletes(inv, obs, &mut zp, confirmations).await;
+        if zp.changes.is_empty() {
+            return outcome(zp, ZoneResult::NotApplied, vec![]);
+        }
     }
     let auth = match auth_for(inv, &zone, zone_mname(obs, &zone).as_ref()) {
         Ok(a) => a,
@@ -246,6 +258,93 @@ async fn repair_zone(
             Err(e) => return outcome(zp, ZoneResult::Failed { error: e.to_string() }, vec![]),
         }
     }
+}
+
+/// The confirming probes of each endpoint a one-shot run is about to delete on, made once
+/// however many zones publish it.
+#[derive(Default)]
+pub struct Confirmations {
+    endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
+}
+
+/// What the probes made just before a delete found at one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Every probe failed: the last one's answer.
+    Failed { probes: u32, last: ProbeState },
+    /// A probe was answered as a KMS host.
+    Answered { after: u32 },
+}
+
+impl Confirmations {
+    async fn of(&self, inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
+        let cell = {
+            let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(endpoint).or_default().clone()
+        };
+        cell.get_or_init(|| confirm(inv, endpoint)).await.clone()
+    }
+}
+
+/// `confirm_probes` probes of `endpoint` spread over `confirm_window`; the first that answers
+/// as KMS ends it.
+async fn confirm(inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
+    let n = inv.defaults.confirm_probes.max(1);
+    let gap = inv.defaults.confirm_window / n.saturating_sub(1).max(1);
+    let mut last = ProbeState::Down("not probed".into());
+    for i in 1..=n {
+        last = observe::probe::probe(endpoint, inv.defaults.timeout, 0).await;
+        if last == ProbeState::KmsUp {
+            return Confirmation::Answered { after: i };
+        }
+        if i < n {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    Confirmation::Failed { probes: n, last }
+}
+
+/// Holds back each delete for `stale-dead`/`not-kms` whose target answers as KMS on a
+/// confirming probe, and writes the evidence into the reason of each delete that stays.
+/// Keeping a record can break no rail: it only leaves more of the zone as it was.
+async fn confirm_deletes(inv: &Inventory, obs: &Observation, zp: &mut ZonePlan, confirmations: &Confirmations) {
+    use crate::audit::Code;
+    use crate::plan::{Action, Held};
+    let window = humantime::format_duration(inv.defaults.confirm_window);
+    let mut kept = Vec::new();
+    for mut change in std::mem::take(&mut zp.changes) {
+        let on_liveness = change.action == Action::Delete && matches!(change.code, Code::StaleDead | Code::NotKms);
+        let addresses = match obs.names.get(&change.record.target) {
+            Some(Resolution::Addresses { addresses, .. }) if on_liveness => addresses.clone(),
+            _ => {
+                kept.push(change);
+                continue;
+            }
+        };
+        let mut answered = None;
+        let mut evidence = Vec::new();
+        for a in addresses {
+            let ep = SocketAddr::new(a, change.record.port);
+            match confirmations.of(inv, ep).await {
+                Confirmation::Answered { after } => answered = Some((ep, after)),
+                Confirmation::Failed { probes, last } => evidence
+                    .push(format!("{ep}: {probes} of {probes} probes over {window} failed, the last {}", last.code())),
+            }
+        }
+        match answered {
+            Some((ep, after)) => zp.held.push(Held {
+                record: Some(change.record),
+                reason: format!(
+                    "kept: {ep} answered as a KMS host on confirming probe {after}, so one failed probe is not a dead host (a KMS service restarting?)"
+                ),
+            }),
+            None => {
+                change.reason = format!("{} (confirmed: {})", change.reason, evidence.join("; "));
+                kept.push(change);
+            }
+        }
+    }
+    zp.changes = kept;
 }
 
 /// How a zone's updates are signed. GSS-TSIG needs the DNS server's name for its Kerberos

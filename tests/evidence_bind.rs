@@ -128,3 +128,62 @@ async fn the_replan_after_a_conflict_sees_what_the_first_plan_saw() {
     assert!(matches!(o.result, ZoneResult::SettledByOther { .. }), "{o:#?}");
     assert_eq!(estate.targets(), vec!["alias.corp.test", "kms1.corp.test", "live.hosts.test"]);
 }
+
+/// A KMS host whose service is restarting: the first connection is closed without an answer,
+/// and the service is back a moment later.
+fn restarting_kms(port: std::net::TcpListener) -> std::thread::JoinHandle<KmsResponder> {
+    std::thread::spawn(move || {
+        let first = port.accept().expect("the audit's probe connects");
+        drop(first);
+        KmsResponder::from_listener(port, Behaviour::Kms).expect("the service is back")
+    })
+}
+
+/// One closed connection while a KMS service restarts made `repair --apply` delete an active
+/// host's record. A one-shot run now probes again before a delete on liveness, and a really
+/// dead host's delete says what confirmed it.
+#[test]
+fn a_one_shot_repair_confirms_a_dead_host_before_deleting_its_record() {
+    let ((kms1, kms1_port), (kms2, kms2_port), (dead, _)) = (loopback_ip(), loopback_ip(), loopback_ip());
+    let _kms1 = KmsResponder::from_listener(kms1_port, Behaviour::Kms).expect("start a KMS responder");
+    let kms2_back = restarting_kms(kms2_port);
+    let zone = ZoneSpec::new("corp.test")
+        .record(&format!("kms1 IN A {kms1}"))
+        .record(&format!("kms2 IN A {kms2}"))
+        .record(&format!("dead IN A {dead}"))
+        .record("_vlmcs._tcp 600 IN SRV 0 0 1688 kms1.corp.test.")
+        .record("_vlmcs._tcp 600 IN SRV 0 0 1688 kms2.corp.test.")
+        .record("_vlmcs._tcp 600 IN SRV 0 0 1688 dead.corp.test.");
+    let lab = BindLab::primary_secondary(&[zone]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let servers: Vec<String> = lab.servers.iter().map(|s| format!("\"{}\"", s.addr)).collect();
+    let inv = dir.path().join("kmsdns.toml");
+    let mut text = format!(
+        "[defaults]\ntimeout = \"1s\"\nretries = 0\nconfirm_probes = 3\nconfirm_window = \"600ms\"\n\n[daemon]\nstate_dir = \"{}\"\n\n[[key]]\nname = \"kmsdns-test\"\nalgorithm = \"hmac-sha256\"\nsecret_file = \"{}\"\n\n[[zone]]\nname = \"corp.test\"\nservers = [{}]\nprimary = \"{}\"\nupdate_key = \"kmsdns-test\"\npolicy = \"repair\"\n",
+        dir.path().join("state").display(),
+        lab.key.file.display(),
+        servers.join(", "),
+        lab.servers[0].addr
+    );
+    for h in ["kms1", "kms2", "dead"] {
+        text.push_str(&format!("\n[[host]]\nname = \"{h}.corp.test\"\nzones = [\"corp.test\"]\nstate = \"active\"\n"));
+    }
+    std::fs::write(&inv, text).expect("write inventory");
+
+    let out = kmsdns(&["repair", "--apply", "--format", "json", "--config", inv.to_str().unwrap()]);
+    let _kms2 = kms2_back.join().expect("kms2's service restarted");
+    lab.wait_converged("corp.test");
+    let mut targets: Vec<String> = lab
+        .dig(1, "_vlmcs._tcp.corp.test", "SRV")
+        .iter()
+        .filter_map(|l| l.split_whitespace().last().map(|s| s.trim_end_matches('.').to_string()))
+        .collect();
+    targets.sort();
+    assert_eq!(targets, vec!["kms1.corp.test", "kms2.corp.test"], "only the dead host goes\n{}", show(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let zone = &report["zones"][0];
+    let reason = zone["plan"]["changes"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("confirmed:") && reason.contains("3 of 3 probes"), "{}", show(&out));
+    let held = zone["plan"]["held"].to_string();
+    assert!(held.contains("kms2.corp.test") && held.contains("answered as a KMS host on confirming probe"), "{held}");
+}
