@@ -23,6 +23,8 @@
 //! planner would still make then. A plan file is a reviewed subset of what may be done, never
 //! an instruction.
 
+pub mod file;
+
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};

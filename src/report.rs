@@ -317,17 +317,6 @@ mod tests {
     }
 }
 
-/// A plan as `kmsdns plan --out` writes it and `kmsdns apply` reads it (schema 1).
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct PlanFile {
-    pub schema: u32,
-    pub generated: String,
-    /// The fingerprint of the observation the plan was made from ([`crate::repair::fingerprint`]).
-    pub observation: String,
-    pub findings: Vec<Finding>,
-    pub zones: Vec<crate::plan::ZonePlan>,
-}
-
 /// The result of `kmsdns repair` or `kmsdns apply`, as JSON (schema 1).
 #[derive(Debug, Serialize)]
 pub struct RepairReport<'a> {
