@@ -108,6 +108,12 @@ impl ZonePlan {
         after(&self.before, &self.changes)
     }
 
+    /// True when none of the zone's servers could be read: nothing at all is known of its
+    /// records, which is critical (as `server-unreachable` is in the audit).
+    pub fn unread_everywhere(&self) -> bool {
+        !self.servers.is_empty() && self.servers.iter().all(|s| matches!(s.holds, Holding::Unknown { .. }))
+    }
+
     /// True when the plan would be sent: there are changes and the policy allows them.
     pub fn will_apply(&self) -> bool {
         self.policy == Policy::Repair && !self.changes.is_empty()

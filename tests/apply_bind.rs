@@ -191,3 +191,44 @@ fn a_re_digested_plan_that_breaks_a_rail_is_not_applied_as_written() {
     site.lab.wait_converged("corp.test");
     assert_eq!(site.srv(1), want);
 }
+
+#[test]
+fn a_zone_held_for_a_stopped_server_says_what_the_other_holds() {
+    let mut site = Site::new();
+    let inv = site.inventory("");
+    let (primary, secondary) = (site.lab.servers[0].addr, site.lab.servers[1].addr);
+    site.lab.servers[1].stop();
+    let out = kmsdns(&["repair", "--config", inv.to_str().unwrap()]);
+    // Held, but the primary could be read: a warning, not critical.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = text(&out.stdout);
+    for r in BEFORE {
+        let line = format!("now on {primary}: SRV {r}");
+        assert!(stdout.contains(&line), "{line}\n{}", show(&out));
+    }
+    assert!(words(&out.stdout).contains(&format!("now on {secondary}: unreadable: ")), "{}", show(&out));
+    assert!(!stdout.contains("no SRV records"), "{}", show(&out));
+    assert_eq!(site.srv(0), BEFORE);
+}
+
+#[test]
+fn a_zone_none_of_whose_servers_could_be_read_is_critical() {
+    let mut site = Site::new();
+    let inv = site.inventory("");
+    let servers: Vec<_> = site.lab.servers.iter().map(|s| s.addr).collect();
+    for s in &mut site.lab.servers {
+        s.stop();
+    }
+    let out = kmsdns(&["repair", "--config", inv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stdout = words(&out.stdout);
+    for s in servers {
+        assert!(stdout.contains(&format!("now on {s}: unreadable: ")), "{s}: {}", show(&out));
+    }
+    assert!(!stdout.contains("no SRV records"), "{}", show(&out));
+    let out = kmsdns(&["repair", "--config", inv.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert_eq!(v["zones"][0]["plan"]["servers"][0]["holds"]["outcome"], "unknown", "{v}");
+}
