@@ -25,7 +25,7 @@ fn words(b: &[u8]) -> String {
 /// (and still answering), kms3 healthy but unpublished.
 struct Site {
     lab: BindLab,
-    _responders: Vec<KmsResponder>,
+    responders: Vec<KmsResponder>,
     state: tempfile::TempDir,
 }
 
@@ -47,7 +47,7 @@ impl Site {
             .record("_vlmcs._tcp IN SRV 0 0 1688 kms2.corp.test.")
             .record("_vlmcs._tcp IN SRV 0 0 1688 old.corp.test.");
         let lab = BindLab::primary_secondary(&[zone]);
-        Site { lab, _responders: responders, state: tempfile::tempdir().expect("state dir") }
+        Site { lab, responders, state: tempfile::tempdir().expect("state dir") }
     }
 
     /// Writes an inventory whose zone repairs through the primary with `settings` added.
@@ -190,6 +190,45 @@ fn a_re_digested_plan_that_breaks_a_rail_is_not_applied_as_written() {
     assert_eq!(site.srv(0), want);
     site.lab.wait_converged("corp.test");
     assert_eq!(site.srv(1), want);
+}
+
+#[test]
+fn a_re_digested_plan_that_deletes_the_last_live_target_sends_nothing_for_it() {
+    let mut site = Site::new();
+    // kms1 dies and kms3 is only a standby: the decommissioned old is the one target that
+    // still answers as KMS, and nothing can be published in its place.
+    drop(site.responders.remove(0));
+    let inv = site.inventory("max_deletes = 5");
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let standby = text.replace(
+        "name = \"kms3.corp.test\"\nzones = [\"corp.test\"]\nstate = \"active\"",
+        "name = \"kms3.corp.test\"\nzones = [\"corp.test\"]\nstate = \"standby\"",
+    );
+    assert_ne!(standby, text);
+    std::fs::write(&inv, standby).unwrap();
+    let plan = site.plan(&inv);
+    let mut file: PlanFile = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let zone = &mut file.zones[0];
+    let old = zone.held.iter().find_map(|h| h.record.clone()).expect("the last-live rail held old back");
+    assert_eq!(old.target.as_str(), "old.corp.test");
+    let reason = "added by hand".to_string();
+    zone.changes =
+        vec![Change { action: Action::Delete, record: old, code: kmsdns::audit::Code::StaleDecommissioned, reason }];
+    zone.held.clear();
+    file.seal().unwrap();
+    std::fs::write(&plan, file.to_json().unwrap()).unwrap();
+
+    let out = site.apply(&plan, &inv);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        words(&out.stdout).contains(
+            "held: SRV 0 0 1688 old.corp.test.: held back: it is the zone's last target that answers as a KMS host"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(site.srv(0), BEFORE);
+    assert_eq!(site.updates_logged(), 0, "{}", site.lab.servers[0].log());
 }
 
 #[test]
