@@ -19,7 +19,8 @@ const WIDTH: usize = 100;
 const AFTER_HELP: &str = "\
 Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
 2 critical findings, 3 the audit could not run (bad configuration or arguments).
-repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed.
+repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed,
+no server of a zone could be read, or apply refused a stale, edited or truncated plan.
 
 Run `kmsdns demo` to see an audit and a repair of a small built-in world.";
 
@@ -63,7 +64,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Apply a plan written by `kmsdns plan --out`, if the world still looks as it did then.
+    /// Apply a plan written by `kmsdns plan --out`, if it is unchanged and the world still looks
+    /// as it did then; every safety rail is checked again, and what it holds now is not sent.
     Apply {
         /// The plan file.
         plan: PathBuf,

@@ -219,15 +219,17 @@ fn recheck_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], planne
         }
     };
     p.before = now;
-    if !same_rrset(&p.before, &planned.before) {
+    // Both ways: a hand-written `before` may repeat a record.
+    if !same_rrset(&p.before, &planned.before) || !same_rrset(&planned.before, &p.before) {
         hold_all(&mut p, planned, "the zone's RRset now is not the one the plan was made from; make a new plan");
         return p;
     }
     let asked = asked(inv, zone, &p.before, findings);
-    let in_plan = |c: &Change| planned.changes.iter().any(|pc| pc.action == c.action && pc.record == c.record);
+    // A change as written: the action and the whole record, TTL included.
+    let same = |a: &Change, b: &Change| a.action == b.action && a.record == b.record;
+    let in_plan = |c: &Change| planned.changes.iter().any(|pc| same(pc, c));
     for c in &planned.changes {
-        let still_asked = asked.deletes.iter().map(|(_, d)| d).chain(&asked.adds);
-        if still_asked.clone().any(|a| a.action == c.action && a.record == c.record) {
+        if asked.deletes.iter().map(|(_, d)| d).chain(&asked.adds).any(|a| same(a, c)) {
             continue;
         }
         let reason = match asked.held.iter().find(|h| h.record.as_ref() == Some(&c.record)) {
@@ -270,15 +272,20 @@ fn readable_rrset(obs: &Observation, zone: &Zone) -> Result<Vec<SrvRecord>, (Str
         .map(|s| ServerHolding {
             server: s.server.to_string(),
             holds: match &s.srv {
+                SrvAnswer::Records { records } => Holding::Records { records: records.clone() },
+                SrvAnswer::NoData | SrvAnswer::NxDomain => Holding::Records { records: vec![] },
                 SrvAnswer::Failed { error } => Holding::Unknown { why: error.to_string() },
-                known => {
-                    Holding::Records { records: known.known_records().map(<[SrvRecord]>::to_vec).unwrap_or_default() }
-                }
             },
         })
         .collect();
-    let unreadable: Vec<&str> =
-        servers.iter().filter(|s| matches!(s.holds, Holding::Unknown { .. })).map(|s| s.server.as_str()).collect();
+    let mut unreadable: Vec<&str> = Vec::new();
+    let mut rrsets: Vec<&[SrvRecord]> = Vec::new();
+    for s in &servers {
+        match &s.holds {
+            Holding::Records { records } => rrsets.push(records),
+            Holding::Unknown { .. } => unreadable.push(&s.server),
+        }
+    }
     if !unreadable.is_empty() {
         let reason = format!("{} could not be read, so what it holds is unknown", unreadable.join(", "));
         return Err((reason, servers));
@@ -286,23 +293,20 @@ fn readable_rrset(obs: &Observation, zone: &Zone) -> Result<Vec<SrvRecord>, (Str
     // Servers that hold different records are a reason to wait; different SOA serials alone
     // are not (AD DCs keep their own serials, and a secondary lags a busy primary for a moment):
     // the update's prerequisite guards against acting on a stale copy.
-    let rdata_sets: Vec<Vec<(DnsName, u16, u16, u16)>> = view
-        .servers
-        .iter()
-        .filter_map(|s| s.srv.known_records())
-        .map(|rs| {
-            let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
-            v.sort();
-            v.dedup();
-            v
-        })
-        .collect();
-    if rdata_sets.windows(2).any(|w| w[0] != w[1]) {
+    let rdata = |rs: &[SrvRecord]| {
+        let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if rrsets.windows(2).any(|w| rdata(w[0]) != rdata(w[1])) {
         let reason = "the zone's servers disagree; let them converge (or fix transfers) first".to_string();
         return Err((reason, servers));
     }
-    let mut before =
-        view.servers.first().and_then(|s| s.srv.known_records()).map(<[SrvRecord]>::to_vec).unwrap_or_default();
+    let Some(first) = rrsets.first() else {
+        return Err(("the zone has no server to read, so what it holds is unknown".into(), servers));
+    };
+    let mut before = first.to_vec();
     before.sort();
     Ok(before)
 }
