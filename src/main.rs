@@ -10,7 +10,8 @@ use kmsdns::audit::Finding;
 use kmsdns::inventory::Inventory;
 use kmsdns::journal::Journal;
 use kmsdns::observe::Observation;
-use kmsdns::report::{AuditReport, EXIT_UNKNOWN, PlanFile, RepairReport};
+use kmsdns::plan::file::{PlanFile, PlanFileError};
+use kmsdns::report::{AuditReport, EXIT_UNKNOWN, RepairReport};
 
 const DEFAULT_CONFIG: &str = "/etc/kmsdns/kmsdns.toml";
 const WIDTH: usize = 100;
@@ -18,7 +19,8 @@ const WIDTH: usize = 100;
 const AFTER_HELP: &str = "\
 Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
 2 critical findings, 3 the audit could not run (bad configuration or arguments).
-repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed.
+repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed,
+no server of a zone could be read, or apply refused a stale, edited or truncated plan.
 
 Run `kmsdns demo` to see an audit and a repair of a small built-in world.";
 
@@ -62,7 +64,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Apply a plan written by `kmsdns plan --out`, if the world still looks as it did then.
+    /// Apply a plan written by `kmsdns plan --out`, if it is unchanged and the world still looks
+    /// as it did then; every safety rail is checked again, and what it holds now is not sent.
     Apply {
         /// The plan file.
         plan: PathBuf,
@@ -280,14 +283,14 @@ fn print_report(report: &AuditReport, format: Format) -> i32 {
 fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Option<&Path>) -> i32 {
     let (report, obs, findings) = rt.block_on(audit_report(inv));
     let plan = kmsdns::plan::plan(inv, &obs, &findings);
-    let file = PlanFile {
-        schema: kmsdns::report::SCHEMA,
-        generated: now(),
-        observation: kmsdns::repair::fingerprint(&obs),
-        findings,
-        zones: plan.zones,
+    let sealed = PlanFile::new(now(), &obs, findings, plan.zones).map_err(PlanFileError::from);
+    let (file, json) = match sealed.and_then(|file| file.to_json().map(|json| (file, json))) {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("kmsdns: cannot write the plan: {e}");
+            return EXIT_UNKNOWN;
+        }
     };
-    let json = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
     if let Some(path) = out
         && let Err(e) = std::fs::write(path, &json)
     {
@@ -399,14 +402,18 @@ fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: b
 }
 
 fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &Path) -> i32 {
-    let file: PlanFile = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("not a kmsdns plan ({e})")))
-    {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kmsdns: cannot read the plan {}: {e}", path.display());
+            return EXIT_UNKNOWN;
+        }
+    };
+    let file = match PlanFile::from_json(&text) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("kmsdns: {}: {e}", path.display());
-            return EXIT_UNKNOWN;
+            eprintln!("kmsdns: {}: refused: {e}", path.display());
+            return 2;
         }
     };
     let journal = match open_journal(cli, inv) {
@@ -415,16 +422,25 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
     };
     rt.block_on(async {
         let obs = kmsdns::observe::observe(inv).await;
-        if kmsdns::repair::fingerprint(&obs) != file.observation {
-            eprintln!(
-                "kmsdns: {}: refused: what the servers and hosts answer now differs from what the plan was made from; make a new plan (`kmsdns plan --out FILE`) and review it",
-                path.display()
-            );
-            return 2;
+        match kmsdns::plan::file::fingerprint(&obs) {
+            Ok(now) if now == file.observation => {}
+            Ok(_) => {
+                eprintln!(
+                    "kmsdns: {}: refused: what the servers and hosts answer now differs from what the plan was made from; make a new plan (`kmsdns plan --out FILE`) and review it",
+                    path.display()
+                );
+                return 2;
+            }
+            Err(e) => {
+                eprintln!("kmsdns: {}: {e}", path.display());
+                return EXIT_UNKNOWN;
+            }
         }
+        // Every rail is run again on what the servers hold now (carry_out_reviewed).
+        let findings = kmsdns::audit::audit(inv, &obs);
         let plan = kmsdns::plan::Plan { zones: file.zones };
         let outcomes = kmsdns::repair::carry_out_reviewed(inv, &obs, plan, Mode::Apply(&journal)).await;
-        print_repair(&file.findings, &outcomes, true, cli.format)
+        print_repair(&findings, &outcomes, true, cli.format)
     })
 }
 

@@ -17,13 +17,20 @@
 //!   host stays published);
 //! - a zone that had a target answering as KMS is never left without one;
 //! - a zone with `policy = "audit"` gets its plan shown, never applied.
+//!
+//! A plan read back from a file (`kmsdns apply`) goes through [`recheck`]: the same rails, on
+//! the observation and findings of the moment it is applied, and only the changes that the
+//! planner would still make then. A plan file is a reviewed subset of what may be done, never
+//! an instruction.
+
+pub mod file;
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};
 use crate::inventory::{Inventory, Policy, Zone};
 use crate::name::DnsName;
-use crate::observe::{Observation, SrvRecord};
+use crate::observe::{Observation, SrvAnswer, SrvRecord, same_rrset};
 
 /// The plan for every zone of the inventory, in inventory order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +48,26 @@ pub struct ZonePlan {
     pub changes: Vec<Change>,
     /// What a safety rail or the zone's settings held back, and why.
     pub held: Vec<Held>,
+    /// Set when the zone was held because its servers could not all be read or disagree: what
+    /// each server holds, or why that is unknown. `before` is then empty and means nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHolding>,
+}
+
+/// What one server of a zone holds, or why that is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHolding {
+    pub server: String,
+    pub holds: Holding,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Holding {
+    /// The server answered: these records (none for NODATA or NXDOMAIN).
+    Records { records: Vec<SrvRecord> },
+    /// The server could not be read.
+    Unknown { why: String },
 }
 
 /// One record to delete or add, and the finding that asks for it.
@@ -81,6 +108,12 @@ impl ZonePlan {
         after(&self.before, &self.changes)
     }
 
+    /// True when none of the zone's servers could be read: nothing at all is known of its
+    /// records, which is critical (as `server-unreachable` is in the audit).
+    pub fn unread_everywhere(&self) -> bool {
+        !self.servers.is_empty() && self.servers.iter().all(|s| matches!(s.holds, Holding::Unknown { .. }))
+    }
+
     /// True when the plan would be sent: there are changes and the policy allows them.
     pub fn will_apply(&self) -> bool {
         self.policy == Policy::Repair && !self.changes.is_empty()
@@ -108,6 +141,27 @@ pub fn plan(inv: &Inventory, obs: &Observation, findings: &[Finding]) -> Plan {
     Plan { zones }
 }
 
+/// Checks planned zones (a plan file, reviewed earlier) again against the inventory, the
+/// observation and the findings of now, with the planner's own rails. A change goes only if
+/// a finding of now still asks for it and no rail holds it now; every other is held, by
+/// record, with the reason. The plan's `before` must be what the servers hold now.
+pub fn recheck(inv: &Inventory, obs: &Observation, findings: &[Finding], planned: &[ZonePlan]) -> Plan {
+    let zones = planned
+        .iter()
+        .enumerate()
+        .map(|(i, zp)| {
+            if planned[..i].iter().any(|earlier| earlier.zone == zp.zone) {
+                let mut p = empty_plan(zp.zone.clone(), zp.policy);
+                p.before = zp.before.clone();
+                hold_all(&mut p, zp, "the plan names the zone more than once");
+                return p;
+            }
+            recheck_zone(inv, obs, findings, zp)
+        })
+        .collect();
+    Plan { zones }
+}
+
 /// A delete with its urgency.
 type Ranked = (u8, Change);
 
@@ -121,96 +175,200 @@ fn urgency(code: Code) -> u8 {
     }
 }
 
-fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zone) -> ZonePlan {
-    let mut p =
-        ZonePlan { zone: zone.name.clone(), policy: zone.policy, before: vec![], changes: vec![], held: vec![] };
-    let zf: Vec<&Finding> = findings.iter().filter(|f| f.zone == zone.name).collect();
-    let hold = |p: &mut ZonePlan, record: Option<SrvRecord>, reason: String| p.held.push(Held { record, reason });
+/// What the findings of a zone ask for, before any rail.
+struct Asked {
+    deletes: Vec<Ranked>,
+    adds: Vec<Change>,
+    /// Findings that ask for nothing by the zone's settings, with the reason.
+    held: Vec<Held>,
+}
 
-    let Some(view) = obs.zones.iter().find(|v| v.zone == zone.name) else {
-        hold(&mut p, None, "not planned: the zone was not observed".into());
+fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zone) -> ZonePlan {
+    let mut p = empty_plan(zone.name.clone(), zone.policy);
+    let before = match readable_rrset(obs, zone) {
+        Ok(before) => before,
+        Err((reason, servers)) => {
+            p.held.push(Held { record: None, reason: format!("not planned: {reason}") });
+            p.servers = servers;
+            return p;
+        }
+    };
+    p.before = before;
+    let asked = asked(inv, zone, &p.before, findings);
+    p.held.extend(asked.held);
+    p.changes = rails(obs, zone, &p.before, asked.deletes, asked.adds, &mut p.held);
+    hold_by_policy(&mut p);
+    p
+}
+
+fn recheck_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], planned: &ZonePlan) -> ZonePlan {
+    let Some(zone) = inv.zone(&planned.zone) else {
+        let mut p = empty_plan(planned.zone.clone(), planned.policy);
+        p.before = planned.before.clone();
+        hold_all(&mut p, planned, "the zone is not in the inventory");
         return p;
     };
-    let unreadable: Vec<String> =
-        view.servers.iter().filter(|s| s.srv.known_records().is_none()).map(|s| s.server.to_string()).collect();
-    if !unreadable.is_empty() {
-        hold(
-            &mut p,
-            None,
-            format!("not planned: {} could not be read, so what it holds is unknown", unreadable.join(", ")),
-        );
+    // The inventory's word on the policy, not the plan's.
+    let mut p = empty_plan(zone.name.clone(), zone.policy);
+    let now = match readable_rrset(obs, zone) {
+        Ok(now) => now,
+        Err((reason, servers)) => {
+            p.servers = servers;
+            hold_all(&mut p, planned, &reason);
+            return p;
+        }
+    };
+    p.before = now;
+    // Both ways: a hand-written `before` may repeat a record.
+    if !same_rrset(&p.before, &planned.before) || !same_rrset(&planned.before, &p.before) {
+        hold_all(&mut p, planned, "the zone's RRset now is not the one the plan was made from; make a new plan");
         return p;
+    }
+    let asked = asked(inv, zone, &p.before, findings);
+    // A change as written: the action and the whole record, TTL included.
+    let same = |a: &Change, b: &Change| a.action == b.action && a.record == b.record;
+    let in_plan = |c: &Change| planned.changes.iter().any(|pc| same(pc, c));
+    for c in &planned.changes {
+        if asked.deletes.iter().map(|(_, d)| d).chain(&asked.adds).any(|a| same(a, c)) {
+            continue;
+        }
+        let reason = match asked.held.iter().find(|h| h.record.as_ref() == Some(&c.record)) {
+            Some(h) => format!("not sent: {}", h.reason),
+            None => "not sent: no finding of now asks for it".to_string(),
+        };
+        p.held.push(Held { record: Some(c.record.clone()), reason });
+    }
+    // What goes is what the planner would send now, restricted to what was reviewed.
+    let deletes = asked.deletes.into_iter().filter(|(_, d)| in_plan(d)).collect();
+    let adds = asked.adds.into_iter().filter(|a| in_plan(a)).collect();
+    p.changes = rails(obs, zone, &p.before, deletes, adds, &mut p.held);
+    hold_by_policy(&mut p);
+    p
+}
+
+fn empty_plan(zone: DnsName, policy: Policy) -> ZonePlan {
+    ZonePlan { zone, policy, before: vec![], changes: vec![], held: vec![], servers: vec![] }
+}
+
+/// Holds every change of `planned`, each by its record, for one reason that concerns the zone.
+fn hold_all(p: &mut ZonePlan, planned: &ZonePlan, reason: &str) {
+    for c in &planned.changes {
+        p.held.push(Held { record: Some(c.record.clone()), reason: format!("not sent: {reason}") });
+    }
+    if planned.changes.is_empty() {
+        p.held.push(Held { record: None, reason: format!("not sent: {reason}") });
+    }
+}
+
+/// The first rail: the zone's RRset, when every server could be read and they all hold the
+/// same records. Otherwise why not, with what each server holds (or that it is unknown).
+fn readable_rrset(obs: &Observation, zone: &Zone) -> Result<Vec<SrvRecord>, (String, Vec<ServerHolding>)> {
+    let Some(view) = obs.zones.iter().find(|v| v.zone == zone.name) else {
+        return Err(("the zone was not observed".into(), vec![]));
+    };
+    let servers: Vec<ServerHolding> = view
+        .servers
+        .iter()
+        .map(|s| ServerHolding {
+            server: s.server.to_string(),
+            holds: match &s.srv {
+                SrvAnswer::Records { records } => Holding::Records { records: records.clone() },
+                SrvAnswer::NoData | SrvAnswer::NxDomain => Holding::Records { records: vec![] },
+                SrvAnswer::Failed { error } => Holding::Unknown { why: error.to_string() },
+            },
+        })
+        .collect();
+    let mut unreadable: Vec<&str> = Vec::new();
+    let mut rrsets: Vec<&[SrvRecord]> = Vec::new();
+    for s in &servers {
+        match &s.holds {
+            Holding::Records { records } => rrsets.push(records),
+            Holding::Unknown { .. } => unreadable.push(&s.server),
+        }
+    }
+    if !unreadable.is_empty() {
+        let reason = format!("{} could not be read, so what it holds is unknown", unreadable.join(", "));
+        return Err((reason, servers));
     }
     // Servers that hold different records are a reason to wait; different SOA serials alone
     // are not (AD DCs keep their own serials, and a secondary lags a busy primary for a moment):
     // the update's prerequisite guards against acting on a stale copy.
-    let rdata_sets: Vec<Vec<(DnsName, u16, u16, u16)>> = view
-        .servers
-        .iter()
-        .filter_map(|s| s.srv.known_records())
-        .map(|rs| {
-            let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
-            v.sort();
-            v.dedup();
-            v
-        })
-        .collect();
-    if rdata_sets.windows(2).any(|w| w[0] != w[1]) {
-        hold(
-            &mut p,
-            None,
-            "not planned: the zone's servers disagree; let them converge (or fix transfers) first".into(),
-        );
-        return p;
+    let rdata = |rs: &[SrvRecord]| {
+        let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if rrsets.windows(2).any(|w| rdata(w[0]) != rdata(w[1])) {
+        let reason = "the zone's servers disagree; let them converge (or fix transfers) first".to_string();
+        return Err((reason, servers));
     }
-    p.before = view.servers.first().and_then(|s| s.srv.known_records()).map(<[SrvRecord]>::to_vec).unwrap_or_default();
-    p.before.sort();
+    let Some(first) = rrsets.first() else {
+        return Err(("the zone has no server to read, so what it holds is unknown".into(), servers));
+    };
+    let mut before = first.to_vec();
+    before.sort();
+    Ok(before)
+}
 
-    // Deletes (with their urgency) and adds, as the findings ask.
-    let mut deletes: Vec<Ranked> = Vec::new();
-    let mut adds: Vec<Change> = Vec::new();
-    for f in &zf {
+/// Deletes (with their urgency) and adds, as the zone's findings ask.
+fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[Finding]) -> Asked {
+    let mut out = Asked { deletes: vec![], adds: vec![], held: vec![] };
+    for f in findings.iter().filter(|f| f.zone == zone.name) {
         let Some(record) = f.record.clone() else { continue };
         let change = |action, record| Change { action, record, code: f.code, reason: f.message.clone() };
         match f.code {
             Code::StaleDecommissioned | Code::StaleUnresolvable | Code::StaleDead | Code::NotKms => {
-                deletes.push((urgency(f.code), change(Action::Delete, record)));
+                out.deletes.push((urgency(f.code), change(Action::Delete, record)));
             }
             Code::StaleUnknownHost if zone.remove_unknown => {
-                deletes.push((urgency(f.code), change(Action::Delete, record)));
+                out.deletes.push((urgency(f.code), change(Action::Delete, record)));
             }
-            Code::StaleUnknownHost => hold(
-                &mut p,
-                Some(record),
-                "not deleted: the host is unknown to the inventory and remove_unknown = false".into(),
-            ),
+            Code::StaleUnknownHost => out.held.push(Held {
+                record: Some(record),
+                reason: "not deleted: the host is unknown to the inventory and remove_unknown = false".into(),
+            }),
             Code::RecordDrift => {
                 let Some(host) = inv.host(&record.target) else { continue };
                 let wanted = wanted_record(inv, host);
-                deletes.push((urgency(f.code), change(Action::Delete, record)));
-                if !p.before.iter().any(|r| r.same_rdata(&wanted)) {
-                    adds.push(change(Action::Add, wanted));
+                out.deletes.push((urgency(f.code), change(Action::Delete, record)));
+                if !before.iter().any(|r| r.same_rdata(&wanted)) {
+                    out.adds.push(change(Action::Add, wanted));
                 }
             }
-            Code::MissingRecord => adds.push(change(Action::Add, record)),
+            Code::MissingRecord => out.adds.push(change(Action::Add, record)),
             _ => {}
         }
     }
-    deletes.sort_by(|a, b| (a.0, &a.1.record).cmp(&(b.0, &b.1.record)));
-    adds.sort_by(|a, b| a.record.cmp(&b.record));
-    adds.dedup_by(|a, b| a.record.same_rdata(&b.record));
+    out.deletes.sort_by(|a, b| (a.0, &a.1.record).cmp(&(b.0, &b.1.record)));
+    out.adds.sort_by(|a, b| a.record.cmp(&b.record));
+    out.adds.dedup_by(|a, b| a.record.same_rdata(&b.record));
+    out
+}
+
+/// The rails on what is asked of a zone whose RRset is `before`: what may go, in order; what
+/// they hold back goes to `held`, by record, with the reason.
+fn rails(
+    obs: &Observation,
+    zone: &Zone,
+    before: &[SrvRecord],
+    mut deletes: Vec<Ranked>,
+    adds: Vec<Change>,
+    held: &mut Vec<Held>,
+) -> Vec<Change> {
+    let mut hold = |record: SrvRecord, reason: String| held.push(Held { record: Some(record), reason });
 
     // When no target answers at all and no unpublished host does either, this host's view is
     // more likely broken (a firewall, the network) than every KMS host dead at once: deleting
     // on that evidence would empty the zone a run at a time.
     let up = |r: &SrvRecord| health(obs, &r.target, r.port) == Health::Up;
-    if !p.before.is_empty() && !p.before.iter().any(up) && adds.is_empty() {
+    if !before.is_empty() && !before.iter().any(up) && adds.is_empty() {
         let (spared, rest): (Vec<Ranked>, Vec<Ranked>) = deletes
             .into_iter()
             .partition(|(_, c)| matches!(c.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable));
         for (_, c) in spared {
             let reason = "held back: no target of the zone answers as a KMS host, which looks like a problem on this side (firewall, network) rather than every host down";
-            hold(&mut p, Some(c.record), reason.into());
+            hold(c.record, reason.into());
         }
         deletes = rest;
     }
@@ -222,7 +380,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
         let replaced = adds.iter().any(|a| a.record.target == d.record.target);
         if !replaced && removals >= zone.max_deletes {
             let reason = format!("held back: at most max_deletes = {} records are removed per run", zone.max_deletes);
-            hold(&mut p, Some(d.record), reason);
+            hold(d.record, reason);
             continue;
         }
         removals += usize::from(!replaced);
@@ -232,21 +390,24 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
 
     // Never leave a zone without a working KMS host when it had one: keep the working targets
     // that were to go (a decommissioned or unknown host that still answers).
-    if p.before.iter().any(up) && !after(&p.before, &kept).iter().any(up) {
+    if before.iter().any(up) && !after(before, &kept).iter().any(up) {
         let (spared, rest): (Vec<Change>, Vec<Change>) =
             kept.into_iter().partition(|c| c.action == Action::Delete && up(&c.record));
         for c in spared {
             let reason =
                 "held back: it is the zone's last target that answers as a KMS host; publish a working host first";
-            hold(&mut p, Some(c.record), reason.into());
+            hold(c.record, reason.into());
         }
         kept = rest;
     }
-    p.changes = kept;
-    if zone.policy == Policy::Audit && !p.changes.is_empty() {
-        hold(&mut p, None, "shown, not applied: the zone's policy is \"audit\"".into());
+    kept
+}
+
+/// The last rail: a zone with `policy = "audit"` gets its plan shown, never applied.
+fn hold_by_policy(p: &mut ZonePlan) {
+    if p.policy == Policy::Audit && !p.changes.is_empty() {
+        p.held.push(Held { record: None, reason: "shown, not applied: the zone's policy is \"audit\"".into() });
     }
-    p
 }
 
 #[cfg(test)]

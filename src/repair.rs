@@ -96,9 +96,14 @@ pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mod
     carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: true }).await
 }
 
-/// Carries out a reviewed plan (`kmsdns apply`): on a conflict the zone is reported, never
-/// planned again, since a new plan is one nobody reviewed.
+/// Carries out a reviewed plan (`kmsdns apply`). The plan is not trusted as written: each
+/// zone is checked again against `obs` (the observation of now) with every rail of the
+/// planner ([`crate::plan::recheck`]), and only what the planner would still do now is sent.
+/// On a conflict the zone is reported, never planned again, since a new plan is one nobody
+/// reviewed.
 pub async fn carry_out_reviewed(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
+    let findings = audit(inv, obs);
+    let plan = crate::plan::recheck(inv, obs, &findings, &plan.zones);
     let never = AtomicBool::new(false);
     carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: false }).await
 }
@@ -477,14 +482,6 @@ fn describe(answer: &SrvAnswer) -> String {
         SrvAnswer::NoData | SrvAnswer::NxDomain => "no SRV records".into(),
         SrvAnswer::Failed { error } => format!("unreadable: {error}"),
     }
-}
-
-/// A fingerprint of an observation: a plan file carries the one it was made from, and
-/// `kmsdns apply` refuses when the world no longer looks the same.
-pub fn fingerprint(obs: &Observation) -> String {
-    let bytes = serde_json::to_vec(obs).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What `kmsdns undo` did.

@@ -307,6 +307,36 @@ mod tests {
         assert_eq!(exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]), 2);
     }
 
+    fn held_outcome(answers: [crate::observe::SrvAnswer; 2]) -> crate::repair::ZoneOutcome {
+        let [a, b] = answers;
+        let w = crate::testkit::World::new(&["kms1.corp.test"]).server(0, a).server(1, b);
+        let plan = crate::plan::plan(&w.inv, &w.obs, &w.findings()).zones.remove(0);
+        let result = crate::repair::ZoneResult::NothingToDo;
+        crate::repair::ZoneOutcome { zone: plan.zone.clone(), plan, result, servers: vec![] }
+    }
+
+    #[test]
+    fn a_zone_held_for_an_unreadable_server_shows_what_each_server_holds() {
+        use crate::testkit::{failed, records};
+        let o = held_outcome([records(&["kms1.corp.test"]), failed(ReadError::Timeout)]);
+        let text = repair_text(std::slice::from_ref(&o), 100);
+        assert!(text.contains("  now on 127.0.0.1:5300: SRV 0 0 1688 kms1.corp.test.\n"), "{text}");
+        assert!(text.contains("  now on 127.0.0.1:5301: unreadable: no answer within the timeout"), "{text}");
+        assert!(!text.contains("no SRV records"), "{text}");
+        assert_eq!(repair_exit_code(&[o]), 1);
+
+        // An empty answer is known, and said; only the unreadable server is unknown.
+        let o = held_outcome([records(&[]), failed(ReadError::Refused)]);
+        let text = repair_text(std::slice::from_ref(&o), 100);
+        assert!(text.contains("  now on 127.0.0.1:5300: no SRV records\n"), "{text}");
+        assert!(text.contains("  now on 127.0.0.1:5301: unreadable: the server refused"), "{text}");
+
+        let o = held_outcome([failed(ReadError::Timeout), failed(ReadError::ServFail)]);
+        let text = repair_text(std::slice::from_ref(&o), 100);
+        assert!(!text.contains("no SRV records"), "{text}");
+        assert_eq!(repair_exit_code(&[o]), 2, "{text}");
+    }
+
     #[test]
     fn wrapping_keeps_lines_within_the_width() {
         let mut out = String::new();
@@ -315,17 +345,6 @@ mod tests {
         assert!(out.lines().count() > 2);
         assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
     }
-}
-
-/// A plan as `kmsdns plan --out` writes it and `kmsdns apply` reads it (schema 1).
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct PlanFile {
-    pub schema: u32,
-    pub generated: String,
-    /// The fingerprint of the observation the plan was made from ([`crate::repair::fingerprint`]).
-    pub observation: String,
-    pub findings: Vec<Finding>,
-    pub zones: Vec<crate::plan::ZonePlan>,
 }
 
 /// The result of `kmsdns repair` or `kmsdns apply`, as JSON (schema 1).
@@ -340,21 +359,38 @@ pub struct RepairReport<'a> {
 }
 
 /// The exit code of a repair: 0 done (or nothing to do), 1 something held back or not
-/// applied by policy, 2 an update failed, conflicted or did not reach every server.
+/// applied by policy, 2 an update failed, conflicted or did not reach every server, or none
+/// of a zone's servers could be read.
 pub fn repair_exit_code(outcomes: &[crate::repair::ZoneOutcome]) -> i32 {
-    outcomes.iter().map(|o| i32::from(o.result.severity(&o.plan))).max().unwrap_or(0)
+    let severity = |o: &crate::repair::ZoneOutcome| {
+        if o.plan.unread_everywhere() { 2 } else { i32::from(o.result.severity(&o.plan)) }
+    };
+    outcomes.iter().map(severity).max().unwrap_or(0)
 }
 
 /// One zone's plan for a person: the RRset now, each change with its reason, what was held.
 pub fn zone_plan_text(out: &mut String, p: &crate::plan::ZonePlan, width: usize) {
     use crate::inventory::Policy;
-    use crate::plan::Action;
+    use crate::plan::{Action, Holding};
     let policy = match p.policy {
         Policy::Audit => "audit",
         Policy::Repair => "repair",
     };
     let _ = writeln!(out, "zone {} (policy {policy})", p.zone);
-    if p.before.is_empty() {
+    // A zone held for its servers has no `before`: say what each holds, and which is unknown.
+    for s in &p.servers {
+        let head = format!("  now on {}: ", s.server);
+        match &s.holds {
+            Holding::Records { records } if records.is_empty() => push_wrapped(out, &head, "no SRV records", width),
+            Holding::Records { records } => {
+                for r in records {
+                    let _ = writeln!(out, "{head}{r}");
+                }
+            }
+            Holding::Unknown { why } => push_wrapped(out, &head, &format!("unreadable: {why}"), width),
+        }
+    }
+    if p.servers.is_empty() && p.before.is_empty() {
         let _ = writeln!(out, "  now: no SRV records");
     }
     for r in &p.before {

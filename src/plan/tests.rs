@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::observe::{ProbeState, ReadError, Resolution, SrvAnswer};
-use crate::testkit::{World, failed, records, srv};
+use crate::testkit::{World, failed, name, records, srv};
 
 const REPAIR: &str = "policy = \"repair\"\nallow_unsigned = true";
 
@@ -197,4 +197,225 @@ fn when_nothing_answers_no_unresolvable_target_is_deleted_either() {
     let p = plan_of(&w);
     assert_eq!(changes(&p), vec![], "{p:#?}");
     assert_eq!(p.held.iter().filter(|h| h.reason.contains("no target of the zone answers")).count(), 2, "{:?}", p.held);
+}
+
+// The plan is checked again when it is applied: a plan file is never trusted as written.
+
+/// The plan of `w` re-checked against `now`, for the zone corp.test.
+fn recheck_of(planned: &ZonePlan, now: &World) -> ZonePlan {
+    let findings = now.findings();
+    let mut zones = recheck(&now.inv, &now.obs, &findings, std::slice::from_ref(planned)).zones;
+    assert_eq!(zones.len(), 1, "{zones:#?}");
+    zones.remove(0)
+}
+
+/// The delete a finding of `w` asks for `target`, as a hand-edited plan would carry it.
+fn delete_of(w: &World, target: &str) -> Change {
+    let f = w.findings().into_iter().find(|f| f.target.as_ref().is_some_and(|t| t.as_str() == target)).unwrap();
+    Change { action: Action::Delete, record: f.record.unwrap(), code: f.code, reason: f.message }
+}
+
+fn held_for<'a>(p: &'a ZonePlan, target: &str) -> Vec<&'a str> {
+    p.held
+        .iter()
+        .filter(|h| h.record.as_ref().is_some_and(|r| r.target.as_str() == target))
+        .map(|h| h.reason.as_str())
+        .collect()
+}
+
+/// kms1 up; kms2 dead, spare not KMS, old decommissioned, two names gone: five deletes asked.
+fn five_stale(settings: &str) -> World {
+    let targets =
+        ["kms1.corp.test", "kms2.corp.test", "spare.corp.test", "old.corp.test", "g1.corp.test", "g2.corp.test"];
+    World::with_zone_settings(&format!("{REPAIR}\n{settings}"), &targets)
+        .host("kms2.corp.test", 2, down())
+        .host("spare.corp.test", 3, Some(ProbeState::NotKms("bind_nak".into())))
+        .resolution("g1.corp.test", Resolution::NoAddress)
+        .resolution("g2.corp.test", Resolution::NoAddress)
+}
+
+#[test]
+fn the_planners_own_plan_passes_the_recheck_unchanged() {
+    let worlds =
+        [
+            World::with_zone_settings(REPAIR, &["kms1.corp.test", "old.corp.test", "ghost.corp.test"])
+                .resolution("ghost.corp.test", Resolution::NoAddress),
+            five_stale("max_deletes = 2"),
+            World::with_zone_settings(REPAIR, &["kms1.corp.test", "old.corp.test"])
+                .host("kms1.corp.test", 1, down())
+                .host("kms2.corp.test", 2, down()),
+        ];
+    for w in &worlds {
+        let p = plan_of(w);
+        assert!(!p.changes.is_empty(), "{p:#?}");
+        let again = recheck_of(&p, w);
+        assert_eq!(again.changes, p.changes, "{again:#?}");
+        assert_eq!(again.before, p.before);
+        assert!(again.will_apply());
+    }
+}
+
+#[test]
+fn five_deletes_under_max_deletes_2_are_cut_to_2_at_apply_time() {
+    // The plan was made (or edited) with max_deletes = 10; the inventory says 2.
+    let planned = plan_of(&five_stale("max_deletes = 10"));
+    assert_eq!(planned.deletes().count(), 5, "{planned:#?}");
+    let now = five_stale("max_deletes = 2");
+    let p = recheck_of(&planned, &now);
+    assert_eq!(p.deletes().count(), 2, "{p:#?}");
+    let capped: Vec<&Held> = p.held.iter().filter(|h| h.reason.contains("max_deletes = 2")).collect();
+    assert_eq!(capped.len(), 3, "{:#?}", p.held);
+    assert!(capped.iter().all(|h| h.record.is_some()), "each held record is named: {capped:#?}");
+}
+
+#[test]
+fn a_plan_that_deletes_the_last_live_target_sends_nothing_for_it() {
+    // kms1 is dead; old (decommissioned) is the only target that answers as KMS.
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "old.corp.test"])
+        .host("kms1.corp.test", 1, down())
+        .host("kms2.corp.test", 2, down());
+    let mut planned = plan_of(&w);
+    planned.changes.push(delete_of(&w, "old.corp.test"));
+    planned.held.clear();
+    let p = recheck_of(&planned, &w);
+    assert_eq!(changes(&p), vec![(Action::Delete, "kms1.corp.test".into())]);
+    assert!(held_for(&p, "old.corp.test").iter().any(|r| r.contains("last target that answers")), "{:#?}", p.held);
+
+    planned.changes.retain(|c| c.record.target.as_str() == "old.corp.test");
+    let p = recheck_of(&planned, &w);
+    assert_eq!(changes(&p), vec![]);
+    assert!(!p.will_apply());
+}
+
+#[test]
+fn a_change_no_finding_of_now_asks_for_is_held() {
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let mut planned = plan_of(&w);
+    // Hand-added: delete the healthy kms1, and add a record nobody wants.
+    let kms1 = srv("kms1.corp.test");
+    let reason = "edited".to_string();
+    planned.changes.push(Change {
+        action: Action::Delete,
+        record: kms1,
+        code: Code::StaleDead,
+        reason: reason.clone(),
+    });
+    let stray = srv("desk42.corp.test");
+    planned.changes.push(Change { action: Action::Add, record: stray, code: Code::MissingRecord, reason });
+    let p = recheck_of(&planned, &w);
+    assert_eq!(changes(&p), vec![(Action::Delete, "old.corp.test".into())]);
+    for t in ["kms1.corp.test", "desk42.corp.test"] {
+        assert!(held_for(&p, t).iter().any(|r| r.contains("no finding of now asks for it")), "{t}: {:#?}", p.held);
+    }
+}
+
+#[test]
+fn a_delete_of_an_unknown_host_is_held_without_remove_unknown() {
+    let targets = ["kms1.corp.test", "kms2.corp.test", "rogue.corp.test"];
+    let w = World::with_zone_settings(REPAIR, &targets).host("rogue.corp.test", 9, Some(ProbeState::KmsUp));
+    let mut planned = plan_of(&w);
+    planned.changes.push(delete_of(&w, "rogue.corp.test"));
+    let p = recheck_of(&planned, &w);
+    assert_eq!(changes(&p), vec![]);
+    assert!(held_for(&p, "rogue.corp.test").iter().any(|r| r.contains("remove_unknown = false")), "{:#?}", p.held);
+}
+
+#[test]
+fn a_plan_made_on_another_rrset_is_held_whole() {
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let mut planned = plan_of(&w);
+    planned.before.retain(|r| r.target.as_str() != "kms2.corp.test");
+    let p = recheck_of(&planned, &w);
+    assert_eq!(changes(&p), vec![]);
+    assert!(held_for(&p, "old.corp.test").iter().any(|r| r.contains("not the one the plan was made from")), "{p:#?}");
+}
+
+#[test]
+fn a_plan_is_held_whole_when_a_server_cannot_be_read_now() {
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let planned = plan_of(&w);
+    let now = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"])
+        .server(1, failed(ReadError::Timeout));
+    let p = recheck_of(&planned, &now);
+    assert_eq!(changes(&p), vec![]);
+    assert!(held_for(&p, "old.corp.test").iter().any(|r| r.contains("127.0.0.1:5301 could not be read")), "{p:#?}");
+    assert_eq!(p.servers.len(), 2, "{p:#?}");
+}
+
+#[test]
+fn a_plan_is_held_whole_when_the_servers_disagree_now() {
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let planned = plan_of(&w);
+    let now = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"])
+        .server(1, records(&["kms1.corp.test", "kms2.corp.test"]));
+    let p = recheck_of(&planned, &now);
+    assert_eq!(changes(&p), vec![]);
+    assert!(held_for(&p, "old.corp.test").iter().any(|r| r.contains("disagree")), "{p:#?}");
+}
+
+#[test]
+fn the_blind_probe_rail_is_rechecked_on_the_probes_of_now() {
+    let planned = plan_of(&World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test"]).host(
+        "kms2.corp.test",
+        2,
+        down(),
+    ));
+    assert_eq!(changes(&planned), vec![(Action::Delete, "kms2.corp.test".into())]);
+    // Now nothing answers at all: more likely this side's network than the whole estate.
+    let now = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test"])
+        .host("kms1.corp.test", 1, down())
+        .host("kms2.corp.test", 2, down());
+    let p = recheck_of(&planned, &now);
+    assert_eq!(changes(&p), vec![]);
+    assert!(held_for(&p, "kms2.corp.test").iter().any(|r| r.contains("no target of the zone answers")), "{p:#?}");
+}
+
+#[test]
+fn the_inventorys_policy_of_now_decides_not_the_plans() {
+    let planned = plan_of(&World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]));
+    assert!(planned.will_apply());
+    let now = World::new(&["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let p = recheck_of(&planned, &now);
+    assert!(!p.will_apply(), "{p:#?}");
+    assert!(p.held.iter().any(|h| h.reason.contains("policy is \"audit\"")), "{:#?}", p.held);
+}
+
+#[test]
+fn a_zone_the_plan_names_twice_or_the_inventory_lacks_gets_nothing() {
+    let w = World::with_zone_settings(REPAIR, &["kms1.corp.test", "kms2.corp.test", "old.corp.test"]);
+    let planned = plan_of(&w);
+    let findings = w.findings();
+    let zones = recheck(&w.inv, &w.obs, &findings, &[planned.clone(), planned.clone()]).zones;
+    assert_eq!(zones.len(), 2);
+    assert_eq!(changes(&zones[0]), vec![(Action::Delete, "old.corp.test".into())]);
+    assert_eq!(changes(&zones[1]), vec![], "{:#?}", zones[1]);
+    assert!(zones[1].held.iter().any(|h| h.reason.contains("more than once")), "{:#?}", zones[1].held);
+
+    let mut elsewhere = planned;
+    elsewhere.zone = name("other.test");
+    let zones = recheck(&w.inv, &w.obs, &findings, &[elsewhere]).zones;
+    assert_eq!(changes(&zones[0]), vec![]);
+    assert!(zones[0].held.iter().any(|h| h.reason.contains("not in the inventory")), "{:#?}", zones[0].held);
+}
+
+#[test]
+fn a_held_zone_says_what_each_server_holds_and_which_is_unknown() {
+    let w =
+        World::with_zone_settings(REPAIR, &["kms1.corp.test", "old.corp.test"]).server(1, failed(ReadError::Timeout));
+    let p = plan_of(&w);
+    assert_eq!(
+        p.servers,
+        vec![
+            ServerHolding {
+                server: "127.0.0.1:5300".into(),
+                holds: Holding::Records { records: vec![srv("kms1.corp.test"), srv("old.corp.test")] }
+            },
+            ServerHolding {
+                server: "127.0.0.1:5301".into(),
+                holds: Holding::Unknown { why: ReadError::Timeout.to_string() }
+            },
+        ]
+    );
+    // A zone that could be read holds no such list: `before` says it all.
+    assert!(plan_of(&World::with_zone_settings(REPAIR, &["kms1.corp.test"])).servers.is_empty());
 }
