@@ -8,7 +8,7 @@ use std::process::Output;
 
 use kmsdns::plan::file::PlanFile;
 use kmsdns::plan::{Action, Change};
-use kmsdns::responder::KmsResponder;
+use kmsdns::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
@@ -33,10 +33,11 @@ const BEFORE: [&str; 3] = ["0 0 1688 kms1.corp.test.", "0 0 1688 kms2.corp.test.
 
 impl Site {
     fn new() -> Site {
-        let (kms1, kms2, kms3, old) = (loopback_ip(), loopback_ip(), loopback_ip(), loopback_ip());
-        let responders = [kms1, kms3, old]
-            .iter()
-            .map(|ip| KmsResponder::up((*ip, 1688).into()).expect("start a KMS responder"))
+        let ((kms1, kms1_port), (kms2, _), (kms3, kms3_port), (old, old_port)) =
+            (loopback_ip(), loopback_ip(), loopback_ip(), loopback_ip());
+        let responders = [kms1_port, kms3_port, old_port]
+            .into_iter()
+            .map(|port| KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder"))
             .collect();
         let zone = ZoneSpec::new("corp.test")
             .record(&format!("kms1 IN A {kms1}"))
