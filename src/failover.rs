@@ -220,7 +220,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
 
     // 3. Apply.
     let may_apply = new_ok && !plan_failed;
-    let mut applied_zones: Vec<(Zone, Vec<SrvRecord>)> = Vec::new();
+    let mut applied_zones: Vec<(Zone, RrsetUpdate)> = Vec::new();
     let journal = match mode {
         Mode::Apply(j) => Some(j),
         Mode::DryRun => None,
@@ -237,9 +237,9 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             let mut failed = false;
             for c in &changes {
                 match apply_zone(inv, c, mode, &req.from, new_record.clone(), &reader).await {
-                    Ok((id, after)) => {
+                    Ok((id, update)) => {
                         evidence.push(format!("zone {}: applied to {} (journal entry {id})", c.zone.name, c.server));
-                        applied_zones.push((c.zone.clone(), after));
+                        applied_zones.push((c.zone.clone(), update));
                     }
                     Err(e) => {
                         evidence.push(format!("zone {}: {e}", c.zone.name));
@@ -260,8 +260,9 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
     if applying && may_apply {
         let mut evidence = Vec::new();
         let mut remaining: BTreeSet<(DnsName, u16)> = BTreeSet::new();
-        for (zone, after) in &applied_zones {
-            for check in await_propagation(inv, zone, after).await {
+        for (zone, update) in &applied_zones {
+            let after = update.after();
+            for check in await_propagation(inv, zone, update, None).await.servers {
                 let mark = if check.converged { "ok" } else { "NOT CONVERGED" };
                 verified &= check.converged;
                 evidence.push(format!("zone {} on {}: {mark}: {}", zone.name, check.server, check.answer));
@@ -374,7 +375,7 @@ async fn ad_check(
 async fn directory_holds(
     inv: &Inventory,
     ad: &crate::inventory::AdSettings,
-    zones: &[(Zone, Vec<SrvRecord>)],
+    zones: &[(Zone, RrsetUpdate)],
 ) -> (bool, Vec<String>) {
     use crate::observe::ad::{AdRead, observe_ad};
     let view = match observe_ad(inv, ad).await {
@@ -383,10 +384,10 @@ async fn directory_holds(
     };
     let mut ok = true;
     let mut evidence = Vec::new();
-    for (zone, after) in zones {
+    for (zone, update) in zones {
         let Some(z) = view.zones.iter().find(|z| z.zone == zone.name && z.dn.is_some()) else { continue };
         let stored = z.node.as_ref().filter(|n| !n.tombstoned).map(crate::audit::ad::srv_records).unwrap_or_default();
-        let same = crate::observe::same_rrset(&stored, after);
+        let same = update.visible_in(&stored);
         ok &= same;
         let targets: Vec<String> = stored.iter().map(|r| r.target.to_string()).collect();
         let mark = if same { "ok" } else { "NOT YET" };
@@ -435,7 +436,7 @@ async fn apply_zone(
     from: &DnsName,
     add: SrvRecord,
     reader: &DnsReader,
-) -> Result<(u64, Vec<SrvRecord>), String> {
+) -> Result<(u64, RrsetUpdate), String> {
     let mname = if c.zone.gss_tsig { crate::repair::read_mname(inv, &c.zone).await } else { None };
     let auth = crate::repair::auth_for(inv, &c.zone, mname.as_ref())?;
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
@@ -443,7 +444,7 @@ async fn apply_zone(
     for attempt in 0..=crate::repair::CONFLICT_RETRIES {
         let reasons = vec![format!("failover from {from} to {}", add.target)];
         match apply::commit(mode, change.server, &auth, &change.update, reasons, None, timeout).await {
-            Ok(Committed::Applied { id }) => return Ok((id, change.update.after())),
+            Ok(Committed::Applied { id }) => return Ok((id, change.update)),
             Ok(Committed::NotSent) => return Err("dry run".into()),
             Err(CommitError::Update { source, .. })
                 if source.is_conflict() && attempt < crate::repair::CONFLICT_RETRIES =>

@@ -86,7 +86,11 @@ impl ZoneResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerCheck {
     pub server: String,
+    /// The change is visible there: what it removed is gone, what it added is served.
     pub converged: bool,
+    /// Visible, in an RRset that another writer has changed further since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moved_on: bool,
     pub answer: String,
 }
 
@@ -230,9 +234,13 @@ async fn repair_zone(
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
-                let servers = await_propagation(inv, &zone, &update.after()).await;
-                let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
-                return outcome(zp, ZoneResult::Applied { id, attempts, lagging }, servers);
+                let seen = await_propagation(inv, &zone, &update, Some(primary)).await;
+                if seen.primary_unchanged {
+                    let error = not_applied(mode, id, &zone.name, primary);
+                    return outcome(zp, ZoneResult::Failed { error }, seen.servers);
+                }
+                let lagging = seen.servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
+                return outcome(zp, ZoneResult::Applied { id, attempts, lagging }, seen.servers);
             }
             Err(CommitError::Update { source, .. })
                 if source.is_conflict() && steer.replan && attempts <= CONFLICT_RETRIES =>
@@ -352,6 +360,21 @@ async fn confirm_deletes(inv: &Inventory, obs: &Observation, zp: &mut ZonePlan, 
     zp.changes = kept;
 }
 
+/// A NOERROR the primary's own answers give the lie to: journaled as not applied (the last
+/// outcome line of an entry is the one that counts), and said so.
+fn not_applied(mode: Mode<'_>, id: u64, zone: &DnsName, primary: SocketAddr) -> String {
+    let why = format!(
+        "{primary} answered NOERROR to journal entry {id} but still serves _vlmcs._tcp.{zone} exactly as before: it did not apply the update (an update policy that refuses and answers NOERROR? check its log)"
+    );
+    if let Mode::Apply(journal) = mode
+        && let Err(e) =
+            journal.outcome(id, crate::journal::Applied::NotApplied, &format!("NOERROR, not applied: {why}"))
+    {
+        tracing::error!("zone {zone}: journal entry {id}: {e}");
+    }
+    why
+}
+
 /// How a zone's updates are signed. GSS-TSIG needs the DNS server's name for its Kerberos
 /// service (DNS/<fqdn>): `primary =` when it is a name, else the SOA MNAME the servers gave.
 pub fn auth_for(inv: &Inventory, zone: &Zone, mname: Option<&DnsName>) -> Result<apply::Auth, String> {
@@ -448,11 +471,29 @@ pub async fn resolve_primary(inv: &Inventory, zone: &Zone, mname: Option<DnsName
     }
 }
 
-/// Polls every server of the zone until each serves `want` (by rdata), or the propagation
-/// timeout passes; returns what each answered last.
-pub async fn await_propagation(inv: &Inventory, zone: &Zone, want: &[SrvRecord]) -> Vec<ServerCheck> {
+/// What the zone's servers served after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Propagation {
+    pub servers: Vec<ServerCheck>,
+    /// The primary the change went to still serves the RRset exactly as it was before: the
+    /// server answered NOERROR but did not apply the change (PowerDNS does so when its
+    /// update policy refuses).
+    pub primary_unchanged: bool,
+}
+
+/// Polls every server of the zone until the change is visible on each (what it removed is
+/// absent, what it added is present: another writer may have moved the RRset on since), or
+/// the propagation timeout passes; returns what each answered last. `primary`, when given, is
+/// read too, to tell a change that was never applied from one that is slow to spread.
+pub async fn await_propagation(
+    inv: &Inventory,
+    zone: &Zone,
+    update: &RrsetUpdate,
+    primary: Option<SocketAddr>,
+) -> Propagation {
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let deadline = Instant::now() + inv.defaults.propagation_timeout;
+    let after = update.after();
     let mut last: Vec<ServerCheck> = Vec::new();
     loop {
         last.clear();
@@ -466,11 +507,26 @@ pub async fn await_propagation(inv: &Inventory, zone: &Zone, want: &[SrvRecord])
                 },
                 Err(error) => SrvAnswer::Failed { error },
             };
-            let converged = answer.known_records().is_some_and(|rs| same_rrset(rs, want));
-            last.push(ServerCheck { server: s.to_string(), converged, answer: describe(&answer) });
+            let converged = answer.known_records().is_some_and(|rs| update.visible_in(rs));
+            let moved_on = converged && answer.known_records().is_some_and(|rs| !same_rrset(rs, &after));
+            last.push(ServerCheck { server: s.to_string(), converged, moved_on, answer: describe(&answer) });
         }
-        if last.iter().all(|s| s.converged) || Instant::now() >= deadline {
-            return last;
+        if last.iter().all(|s| s.converged) {
+            return Propagation { servers: last, primary_unchanged: false };
+        }
+        if Instant::now() >= deadline {
+            // Changed nothing at all on the primary itself: not applied. Unreadable: unknown,
+            // and the server's NOERROR stands.
+            let primary_unchanged = match primary {
+                Some(p) if !same_rrset(&update.expected, &after) => reader
+                    .zone_view(p, &zone.name)
+                    .await
+                    .0
+                    .known_records()
+                    .is_some_and(|rs| same_rrset(rs, &update.expected)),
+                _ => false,
+            };
+            return Propagation { servers: last, primary_unchanged };
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -555,9 +611,14 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
     let (result, servers) =
         match apply::commit(Mode::Apply(journal), server, &auth, &update, reasons, Some(id), timeout).await {
             Ok(Committed::Applied { id: new }) => {
-                let servers = await_propagation(inv, &zone, &i.before).await;
-                let lagging = servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
-                (ZoneResult::Applied { id: new, attempts: 1, lagging }, servers)
+                let seen = await_propagation(inv, &zone, &update, Some(server)).await;
+                if seen.primary_unchanged {
+                    let error = not_applied(Mode::Apply(journal), new, &zone.name, server);
+                    (ZoneResult::Failed { error }, seen.servers)
+                } else {
+                    let lagging = seen.servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
+                    (ZoneResult::Applied { id: new, attempts: 1, lagging }, seen.servers)
+                }
             }
             Ok(Committed::NotSent) => (ZoneResult::WouldApply, vec![]),
             Err(CommitError::Update { source, .. }) if source.is_conflict() => {

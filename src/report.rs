@@ -430,7 +430,12 @@ pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> Str
                 } else {
                     String::new()
                 };
-                Some(format!("applied (journal entry {id}){retried}; every server serves the new RRset"))
+                let seen = if o.servers.iter().any(|s| s.moved_on) {
+                    "the change is visible on every server, in an RRset another writer has changed since"
+                } else {
+                    "every server serves the new RRset"
+                };
+                Some(format!("applied (journal entry {id}){retried}; {seen}"))
             }
             ZoneResult::Applied { id, lagging, .. } => Some(format!(
                 "applied (journal entry {id}), but {} did not serve the new RRset in time (server-divergence)",
@@ -446,7 +451,11 @@ pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> Str
             push_wrapped(&mut out, "  result: ", &r, width);
         }
         for s in &o.servers {
-            let mark = if s.converged { "ok" } else { "LAGGING" };
+            let mark = match (s.converged, s.moved_on) {
+                (true, false) => "ok",
+                (true, true) => "ok, moved on",
+                (false, _) => "LAGGING",
+            };
             push_wrapped(&mut out, &format!("    {} {mark}: ", s.server), &s.answer, width);
         }
         out.push('\n');

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kmsdns::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
-use support::{BindLab, LostAnswerRelay, ZoneSpec, loopback_ip};
+use support::{BindLab, LostAnswerRelay, RogueDns, RogueZone, ZoneSpec, loopback_ip};
 
 struct Site {
     lab: BindLab,
@@ -146,4 +146,59 @@ fn an_interrupted_change_the_servers_never_saw_is_settled_as_not_applied() {
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not applied"), "{}", show(&out));
     assert_eq!(journal(inv)[0]["outcome"]["result"], "not-applied");
+}
+
+/// Another writer changes the RRset right after our update. Waiting for the exact RRset we
+/// wrote made a repair that succeeded wait the whole propagation timeout and exit 2 "LAGGING".
+#[test]
+fn a_change_another_writer_moved_on_is_verified_not_lagging() {
+    let site = Site::new();
+    let (primary, key) = (site.lab.servers[0].addr, site.lab.key.file.clone());
+    let relay = LostAnswerRelay::then_run(primary, move || {
+        let add = "update add _vlmcs._tcp.corp.test. 600 IN SRV 10 0 1688 kms1.corp.test.";
+        support::nsupdate(primary, &key, "corp.test", &[add]).expect("the other writer's update");
+    });
+    let inv = site.inventory(relay.addr);
+    let out = kmsdns(&["repair", "--apply", "--config", inv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the change is visible on every server") && stdout.contains("changed since"), "{stdout}");
+    assert!(!stdout.contains("LAGGING"), "{stdout}");
+    site.lab.wait_converged("corp.test");
+    assert_eq!(site.lab.dig(1, "_vlmcs._tcp.corp.test", "SRV").len(), 2, "ours gone, theirs kept");
+}
+
+/// A primary that answers NOERROR and applies nothing (PowerDNS with a refusing update
+/// policy): the change was not applied, the journal says so, and the exit code is 2.
+#[test]
+fn a_noerror_the_primary_itself_does_not_show_is_not_applied() {
+    let ((kms1, port), (dead, _)) = (loopback_ip(), loopback_ip());
+    let _kms = KmsResponder::from_listener(port, Behaviour::Kms).expect("start a KMS responder");
+    let zone = RogueZone::new("corp.test")
+        .a("kms1", kms1)
+        .a("dead", dead)
+        .srv("kms1.corp.test", 600)
+        .srv("dead.corp.test", 600);
+    let rogue = RogueDns::start(zone, Box::new(|_, _, _, _| None));
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("kmsdns.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[defaults]\ntimeout = \"1s\"\nretries = 0\npropagation_timeout = \"1s\"\nconfirm_window = \"0s\"\n\n[daemon]\nstate_dir = \"{}\"\n\n[[zone]]\nname = \"corp.test\"\nservers = [\"{rogue}\"]\nprimary = \"{rogue}\"\nallow_unsigned = true\npolicy = \"repair\"\n\n[[host]]\nname = \"kms1.corp.test\"\nzones = [\"corp.test\"]\nstate = \"active\"\n",
+            dir.path().join("state").display(),
+            rogue = rogue.addr
+        ),
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    let out = kmsdns(&["repair", "--apply", "--config", inv]);
+    assert_eq!(rogue.asked().updates, 1, "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("did not apply the update"), "{stdout}");
+    let entries = journal(inv);
+    assert_eq!(entries[0]["outcome"]["result"], "not-applied", "{entries:#?}");
+    let out = kmsdns(&["undo", "1", "--config", inv]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not applied"), "{}", show(&out));
 }

@@ -44,6 +44,14 @@ impl RrsetUpdate {
         after.sort();
         after
     }
+
+    /// True when `served` shows this update made: none of what it deletes, all of what it
+    /// adds. Another writer's records beside them do not matter.
+    pub fn visible_in(&self, served: &[SrvRecord]) -> bool {
+        let removed = self.deletes.iter().filter(|d| !self.adds.iter().any(|a| a.same_rdata(d)));
+        removed.into_iter().all(|d| !served.iter().any(|r| r.same_rdata(d)))
+            && self.adds.iter().all(|a| served.iter().any(|r| r.same_rdata(a)))
+    }
 }
 
 /// Why an UPDATE did not take effect. Messages name the zone, the server and the fix; none

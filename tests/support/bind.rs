@@ -239,31 +239,9 @@ impl BindLab {
 
     /// `nsupdate -k <key>` against servers[idx]; panics with stderr and the server log if it fails.
     pub fn update(&self, idx: usize, zone: &str, lines: &[&str]) {
-        let port = self.servers[idx].addr.port();
-        let mut script = format!("server 127.0.0.1 {port}\nzone {zone}\n");
-        for l in lines {
-            script.push_str(l);
-            script.push('\n');
+        if let Err(e) = nsupdate(self.servers[idx].addr, &self.key.file, zone, lines) {
+            panic!("nsupdate to server {idx} failed: {e}\n{}", self.servers[idx].log());
         }
-        script.push_str("send\n");
-        let mut child = Command::new(bind_tool("nsupdate"))
-            .args(["-t", "10", "-k"])
-            .arg(&self.key.file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nsupdate");
-        child.stdin.take().expect("nsupdate stdin").write_all(script.as_bytes()).expect("write nsupdate script");
-        let out = child.wait_with_output().expect("wait for nsupdate");
-        assert!(
-            out.status.success(),
-            "nsupdate to server {idx} failed ({}):\n{script}stderr: {}{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout),
-            self.servers[idx].log()
-        );
     }
 
     /// `dig +short` answer lines, sorted. Panics if dig gets no response, so "no records" is never a dead server.
@@ -395,4 +373,34 @@ logging {{
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends `lines` as one TSIG-signed UPDATE of `zone` to `server` with nsupdate.
+pub fn nsupdate(server: SocketAddr, key_file: &Path, zone: &str, lines: &[&str]) -> Result<(), String> {
+    let mut script = format!("server {} {}\nzone {zone}\n", server.ip(), server.port());
+    for l in lines {
+        script.push_str(l);
+        script.push('\n');
+    }
+    script.push_str("send\n");
+    let mut child = Command::new(bind_tool("nsupdate"))
+        .args(["-t", "10", "-k"])
+        .arg(key_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn nsupdate: {e}"))?;
+    child.stdin.take().expect("nsupdate stdin").write_all(script.as_bytes()).map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}:\n{script}stderr: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
 }

@@ -11,7 +11,7 @@ mod rogue;
 pub mod run;
 mod samba;
 
-pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
+pub use bind::{BindLab, Named, TsigKey, ZoneSpec, nsupdate};
 pub use estate::Estate;
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;

@@ -38,6 +38,9 @@ pub struct Asked {
     pub total: usize,
     pub with_edns: usize,
     pub over_tcp: usize,
+    /// UPDATEs, each answered NOERROR and applied to nothing (as PowerDNS does when its update
+    /// policy refuses).
+    pub updates: usize,
 }
 
 pub struct RogueDns {
@@ -196,6 +199,12 @@ impl Serve {
             asked.with_edns += usize::from(edns);
             asked.over_tcp += usize::from(tcp);
         }
+        if query.metadata.op_code == OpCode::Update {
+            self.asked.lock().unwrap().updates += 1;
+            let mut m = Message::response(query.metadata.id, OpCode::Update);
+            m.add_queries(query.queries.clone());
+            return m.to_vec().ok();
+        }
         let q = query.queries.first()?;
         let name = q.name().to_ascii().trim_end_matches('.').to_lowercase();
         let id = query.metadata.id.to_be_bytes();
@@ -212,9 +221,16 @@ impl Serve {
     }
 }
 
-/// A TCP relay in front of a real server that passes each message on; the server's answer to
-/// the first it drops, closing the client's connection without it (an UPDATE whose answer is
-/// lost), and later answers it passes back.
+/// What a relay does with the server's answer to the first message.
+enum First {
+    /// Drops it, closing the client's connection without it (an UPDATE whose answer is lost).
+    Lose,
+    /// Runs this (another writer, say) before passing it back.
+    RunBefore(Box<dyn Fn() + Send>),
+}
+
+/// A TCP relay in front of a real server that passes each message on and each answer back,
+/// but for the first answer, which it loses or holds while something else happens.
 pub struct LostAnswerRelay {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -223,7 +239,17 @@ pub struct LostAnswerRelay {
 }
 
 impl LostAnswerRelay {
+    /// Loses the first answer.
     pub fn start(upstream: SocketAddr) -> LostAnswerRelay {
+        Self::with(upstream, First::Lose)
+    }
+
+    /// Runs `then` once the server has answered the first message, before passing it back.
+    pub fn then_run(upstream: SocketAddr, then: impl Fn() + Send + 'static) -> LostAnswerRelay {
+        Self::with(upstream, First::RunBefore(Box::new(then)))
+    }
+
+    fn with(upstream: SocketAddr, first: First) -> LostAnswerRelay {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the relay");
         let addr = listener.local_addr().expect("relay address");
         listener.set_nonblocking(true).expect("nonblocking relay");
@@ -255,8 +281,17 @@ impl LostAnswerRelay {
                 }
                 let mut answer = vec![0u8; usize::from(u16::from_be_bytes(answer_len))];
                 let answered = up.read_exact(&mut answer).is_ok();
-                // The first answer is lost; later ones are passed back.
-                if answered && *count.lock().unwrap() > 1 {
+                let is_first = *count.lock().unwrap() == 1;
+                let pass_back = match &first {
+                    First::Lose => !is_first,
+                    First::RunBefore(then) => {
+                        if is_first {
+                            then();
+                        }
+                        true
+                    }
+                };
+                if answered && pass_back {
                     let _ = conn.write_all(&[answer_len.as_slice(), &answer].concat());
                 }
                 drop(conn);
