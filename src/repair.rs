@@ -193,14 +193,11 @@ async fn repair_zone(
     if !zp.will_apply() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
-    // One failed probe is not a dead host (a KMS service restarting resets a connection): a
-    // one-shot run probes again before it deletes on liveness. The daemon's verdicts already
-    // span time (health.rs).
-    if steer.health.is_none() {
-        confirm_deletes(inv, obs, &mut zp, confirmations).await;
-        if zp.changes.is_empty() {
-            return outcome(zp, ZoneResult::NotApplied, vec![]);
-        }
+    // The evidence a delete rests on is read again just before it is sent (see
+    // confirm_deletes); a one-shot run also probes again, the daemon's verdicts already span time.
+    confirm_deletes(inv, obs, &mut zp, confirmations, steer.health.is_none()).await;
+    if zp.changes.is_empty() {
+        return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
     let auth = match auth_for(inv, &zone, zone_mname(obs, &zone).as_ref()) {
         Ok(a) => a,
@@ -273,11 +270,14 @@ async fn repair_zone(
     }
 }
 
-/// The confirming probes of each endpoint a one-shot run is about to delete on, made once
-/// however many zones publish it.
+/// The evidence behind the deletes of one run, read again: each target's addresses over TCP,
+/// and (one-shot runs) each endpoint's confirming probes, each made once however many zones
+/// publish it.
 #[derive(Default)]
 pub struct Confirmations {
     endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
+    names: std::sync::Mutex<std::collections::HashMap<DnsName, Arc<tokio::sync::OnceCell<Resolution>>>>,
+    over_tcp: tokio::sync::OnceCell<observe::AddressLookup>,
 }
 
 /// What the probes made just before a delete found at one endpoint.
@@ -296,6 +296,44 @@ impl Confirmations {
             map.entry(endpoint).or_default().clone()
         };
         cell.get_or_init(|| confirm(inv, endpoint)).await.clone()
+    }
+
+    /// `name`'s addresses read again, every question over TCP.
+    async fn reread(&self, inv: &Inventory, name: &DnsName) -> Resolution {
+        let cell = {
+            let mut map = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(name.clone()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let lookup = self.over_tcp.get_or_init(|| observe::AddressLookup::over_tcp(inv)).await;
+            lookup.addresses(name).await
+        })
+        .await
+        .clone()
+    }
+}
+
+/// Whether a re-read says what the observation said: the same addresses, or "no address" both
+/// times. Anything else, a failed re-read included, means the evidence did not hold.
+fn same_resolution(then: Option<&Resolution>, now: &Resolution) -> bool {
+    match (then, now) {
+        (
+            Some(Resolution::Addresses { addresses: a, .. }),
+            Resolution::Addresses { addresses: b, incomplete: None },
+        ) => a == b,
+        (Some(Resolution::NoAddress), Resolution::NoAddress) => true,
+        _ => false,
+    }
+}
+
+fn describe_resolution(r: Option<&Resolution>) -> String {
+    match r {
+        Some(Resolution::Addresses { addresses, .. }) => {
+            addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        }
+        Some(Resolution::NoAddress) => "no address".into(),
+        Some(Resolution::Failed { error }) => format!("unknown ({error})"),
+        None => "not looked up".into(),
     }
 }
 
@@ -317,19 +355,51 @@ async fn confirm(inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
     Confirmation::Failed { probes: n, last }
 }
 
-/// Holds back each delete for `stale-dead`/`not-kms` whose target answers as KMS on a
-/// confirming probe, and writes the evidence into the reason of each delete that stays.
-/// Keeping a record can break no rail: it only leaves more of the zone as it was.
-async fn confirm_deletes(inv: &Inventory, obs: &Observation, zp: &mut ZonePlan, confirmations: &Confirmations) {
+/// Reads again, just before the UPDATE, the evidence each delete on DNS or liveness rests on,
+/// and holds back every delete whose evidence does not hold:
+/// - the target's addresses (`stale-unresolvable`: none; `stale-dead`/`not-kms`: the ones
+///   probed), read over TCP, which an off-path attacker cannot forge by guessing an ID;
+/// - with `probe`, for `stale-dead`/`not-kms`: every address probed again `confirm_probes`
+///   times over `confirm_window`; one KMS answer keeps the record.
+///
+/// The evidence of each delete that stays is written into its reason. Keeping a record can
+/// break no rail: it only leaves more of the zone as it was.
+async fn confirm_deletes(
+    inv: &Inventory,
+    obs: &Observation,
+    zp: &mut ZonePlan,
+    confirmations: &Confirmations,
+    probe: bool,
+) {
     use crate::audit::Code;
     use crate::plan::{Action, Held};
     let window = humantime::format_duration(inv.defaults.confirm_window);
     let mut kept = Vec::new();
     for mut change in std::mem::take(&mut zp.changes) {
-        let on_liveness = change.action == Action::Delete && matches!(change.code, Code::StaleDead | Code::NotKms);
-        let addresses = match obs.names.get(&change.record.target) {
-            Some(Resolution::Addresses { addresses, .. }) if on_liveness => addresses.clone(),
+        let on_evidence = change.action == Action::Delete
+            && matches!(change.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable);
+        if !on_evidence {
+            kept.push(change);
+            continue;
+        }
+        let target = change.record.target.clone();
+        let then = obs.names.get(&target);
+        let now = confirmations.reread(inv, &target).await;
+        if !same_resolution(then, &now) {
+            zp.held.push(Held {
+                record: Some(change.record),
+                reason: format!(
+                    "kept: read again over TCP just before the delete, {target} has {}, not the {} the delete rested on",
+                    describe_resolution(Some(&now)),
+                    describe_resolution(then)
+                ),
+            });
+            continue;
+        }
+        let addresses = match &now {
+            Resolution::Addresses { addresses, .. } if probe => addresses.clone(),
             _ => {
+                change.reason = format!("{} (confirmed over TCP: {})", change.reason, describe_resolution(Some(&now)));
                 kept.push(change);
                 continue;
             }

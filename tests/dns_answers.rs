@@ -237,3 +237,30 @@ fn a_ttl_with_the_top_bit_set_counts_as_zero() {
     assert_eq!(stray.len(), 1, "{shown}");
     assert_eq!(stray[0]["record"]["ttl"], 0, "{shown}");
 }
+
+/// An off-path forger who guesses a UDP ID says a live host's name does not exist. The delete
+/// rests on that answer, so it is read again over TCP (which cannot be forged off-path) just
+/// before the UPDATE: the name has its address there, and nothing is sent.
+#[test]
+fn the_evidence_for_a_delete_is_read_again_over_tcp_before_it_is_sent() {
+    let site = Site::new(2);
+    let rogue = RogueDns::start(
+        site.rogue_zone(),
+        Box::new(|name, rtype, tcp, _| {
+            (name == "kms2.corp.test" && !tcp && matches!(rtype, RecordType::A | RecordType::AAAA)).then(|| {
+                Reply::Bent(Box::new(|m| {
+                    m.answers.clear();
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                }))
+            })
+        }),
+    );
+    let inv = site
+        .inventory(&[rogue.addr], &format!("primary = \"{}\"\nallow_unsigned = true\npolicy = \"repair\"", rogue.addr));
+    let (_, findings, shown) = audit_json(&inv);
+    assert!(codes(&findings).contains(&"stale-unresolvable".to_string()), "the audit believes UDP: {shown}");
+    let out = kmsdns(&["repair", "--apply", "--config", inv.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(rogue.asked().updates, 0, "no UPDATE may be sent on a forged answer\n{}", show(&out));
+    assert!(stdout.contains("kept: read again over TCP"), "{}", show(&out));
+}

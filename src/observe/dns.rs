@@ -61,6 +61,8 @@ pub const MAX_ALIASES: usize = 8;
 pub struct DnsReader {
     timeout: Duration,
     retries: u8,
+    /// Ask over TCP only: an answer an off-path attacker cannot forge by guessing an ID.
+    tcp_only: bool,
     servers: Arc<Mutex<HashMap<SocketAddr, Arc<Server>>>>,
 }
 
@@ -109,7 +111,12 @@ pub enum AddressAnswer {
 
 impl DnsReader {
     pub fn new(timeout: Duration, retries: u8) -> DnsReader {
-        DnsReader { timeout, retries, servers: Arc::default() }
+        DnsReader { timeout, retries, tcp_only: false, servers: Arc::default() }
+    }
+
+    /// A reader that asks over TCP only: for re-reading the evidence a delete rests on.
+    pub fn tcp_only(timeout: Duration, retries: u8) -> DnsReader {
+        DnsReader { tcp_only: true, ..DnsReader::new(timeout, retries) }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -220,7 +227,14 @@ impl DnsReader {
 
     async fn exchange(&self, server: SocketAddr, q: Question<'_>) -> Result<Message, ReadError> {
         let server = self.server(server).await?;
+        let first = if self.tcp_only { Transport::Tcp } else { Transport::Udp };
         for _ in 0..=self.retries {
+            if first == Transport::Tcp {
+                match self.ask(&server, q, Transport::Tcp).await {
+                    Err(ReadError::Timeout) => continue,
+                    other => return other,
+                }
+            }
             match self.ask(&server, q, Transport::Udp).await {
                 Ok(m) if m.metadata.truncation => return self.ask(&server, q, Transport::Tcp).await,
                 Ok(m) => return Ok(m),

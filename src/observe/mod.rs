@@ -274,7 +274,16 @@ pub struct AddressLookup {
 impl AddressLookup {
     /// For one-off lookups: the inventory's server names resolved first.
     pub async fn new(inv: &Inventory) -> AddressLookup {
-        let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+        Self::with_reader(inv, DnsReader::new(inv.defaults.timeout, inv.defaults.retries)).await
+    }
+
+    /// The same, asking every question over TCP: what a delete rests on is read again this way
+    /// just before it is sent, since an answer over UDP can be forged off-path.
+    pub async fn over_tcp(inv: &Inventory) -> AddressLookup {
+        Self::with_reader(inv, DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries)).await
+    }
+
+    async fn with_reader(inv: &Inventory, reader: DnsReader) -> AddressLookup {
         let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
         let servers = resolve_servers(inv, &reader, &limit).await;
         AddressLookup { reader, inv: inv.clone(), servers }
