@@ -29,6 +29,8 @@ use crate::repair::{await_propagation, resolve_primary};
 pub struct Request {
     pub from: DnsName,
     pub to: DnsName,
+    /// Write zones with `policy = "audit"` too (`--override-policy`).
+    pub override_policy: bool,
 }
 
 /// The runbook as it ran.
@@ -215,6 +217,21 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             plan_failed = true;
         }
     }
+    for c in &changes {
+        match (c.zone.policy, req.override_policy) {
+            (crate::inventory::Policy::Audit, false) => {
+                evidence.push(format!(
+                    "zone {}: policy = \"audit\": it will not be written; pass --override-policy to include it",
+                    c.zone.name
+                ));
+                plan_failed = true;
+            }
+            (crate::inventory::Policy::Audit, true) => {
+                evidence.push(format!("zone {}: policy = \"audit\", written because of --override-policy", c.zone.name))
+            }
+            (crate::inventory::Policy::Repair, _) => {}
+        }
+    }
     let plan_result = if plan_failed { StepResult::Failed } else { StepResult::Ok };
     rb.step(&format!("plan: {} out, {} in, one update per zone", req.from, req.to), plan_result, evidence);
 
@@ -236,7 +253,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             let mut evidence = Vec::new();
             let mut failed = false;
             for c in &changes {
-                match apply_zone(inv, c, mode, &req.from, new_record.clone(), &reader).await {
+                match apply_zone(inv, c, mode, req, new_record.clone(), &reader).await {
                     Ok((id, update)) => {
                         evidence.push(format!("zone {}: applied to {} (journal entry {id})", c.zone.name, c.server));
                         applied_zones.push((c.zone.clone(), update));
@@ -433,7 +450,7 @@ async fn apply_zone(
     inv: &Inventory,
     c: &ZoneChange,
     mode: Mode<'_>,
-    from: &DnsName,
+    req: &Request,
     add: SrvRecord,
     reader: &DnsReader,
 ) -> Result<(u64, RrsetUpdate), String> {
@@ -442,14 +459,15 @@ async fn apply_zone(
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let mut change = c.clone();
     for attempt in 0..=crate::repair::CONFLICT_RETRIES {
-        let reasons = vec![format!("failover from {from} to {}", add.target)];
-        match apply::commit(mode, change.server, &auth, &change.update, reasons, None, timeout).await {
+        let reasons = vec![format!("failover from {} to {}", req.from, add.target)];
+        let authority = apply::Authority::over(c.zone.policy, req.override_policy);
+        match apply::commit(mode, authority, change.server, &auth, &change.update, reasons, None, timeout).await {
             Ok(Committed::Applied { id }) => return Ok((id, change.update)),
             Ok(Committed::NotSent) => return Err("dry run".into()),
             Err(CommitError::Update { source, .. })
                 if source.is_conflict() && attempt < crate::repair::CONFLICT_RETRIES =>
             {
-                match plan_zone(reader, &c.zone, c.server, from, add.clone()).await? {
+                match plan_zone(reader, &c.zone, c.server, &req.from, add.clone()).await? {
                     Some(fresh) => change = fresh,
                     None => return Err("another writer already made the change".into()),
                 }

@@ -79,6 +79,9 @@ enum Command {
         /// grant [ad] kms_group write access to each blocking _vlmcs._tcp node.
         #[arg(long)]
         acl: bool,
+        /// With --acl: write the ACL of zones with policy = "audit" too, this once.
+        #[arg(long, requires = "acl")]
+        override_policy: bool,
     },
     /// List the changes kmsdns has made, from the journal.
     Journal,
@@ -97,6 +100,9 @@ enum Command {
         /// when it is missing), keeping the file's comments.
         #[arg(long)]
         update_inventory: bool,
+        /// Write zones with policy = "audit" too, this once (they are otherwise never written).
+        #[arg(long)]
+        override_policy: bool,
     },
     /// Run as a service: audits and probes on the [daemon] timers, repairs where the policy
     /// allows, reloads on SIGHUP or when the config file changes, stops on SIGTERM.
@@ -105,6 +111,9 @@ enum Command {
     Undo {
         /// The journal entry to undo.
         id: u64,
+        /// Write zones with policy = "audit" too, this once (they are otherwise never written).
+        #[arg(long)]
+        override_policy: bool,
     },
     /// Start a small world on loopback (embedded DNS servers, KMS responders), audit and repair it.
     Demo,
@@ -139,18 +148,22 @@ fn main() -> ExitCode {
             print_report(&report, cli.format)
         }),
         (Some(Command::Plan { out }), _) => with_inventory(&cli, |inv, rt| plan(&inv, rt, cli.format, out.as_deref())),
-        (Some(Command::Repair { apply, acl: false }), _) => {
+        (Some(Command::Repair { apply, acl: false, .. }), _) => {
             with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply))
         }
-        (Some(Command::Repair { apply, acl: true }), _) => {
-            with_inventory(&cli, |inv, rt| repair_acl(&cli, &inv, rt, *apply))
+        (Some(Command::Repair { apply, acl: true, override_policy }), _) => {
+            with_inventory(&cli, |inv, rt| repair_acl(&cli, &inv, rt, *apply, *override_policy))
         }
         (Some(Command::Apply { plan }), _) => with_inventory(&cli, |inv, rt| apply_plan(&cli, &inv, rt, plan)),
         (Some(Command::Journal), _) => with_inventory(&cli, |inv, _| journal(&cli, &inv)),
-        (Some(Command::Undo { id }), _) => with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id)),
+        (Some(Command::Undo { id, override_policy }), _) => {
+            with_inventory(&cli, |inv, rt| undo(&cli, &inv, rt, *id, *override_policy))
+        }
         (Some(Command::Run), _) => run_daemon(&cli),
-        (Some(Command::Failover { from, to, apply, update_inventory }), _) => {
-            with_inventory(&cli, |inv, rt| failover(&cli, &inv, rt, from, to, *apply, *update_inventory))
+        (Some(Command::Failover { from, to, apply, update_inventory, override_policy }), _) => {
+            let flags =
+                FailoverFlags { apply: *apply, update_inventory: *update_inventory, override_policy: *override_policy };
+            with_inventory(&cli, |inv, rt| failover(&cli, &inv, rt, from, to, flags))
         }
         (None, false) => {
             eprintln!("kmsdns: say what to do: `kmsdns --audit`, `kmsdns repair`, `kmsdns demo` (see --help)");
@@ -384,7 +397,7 @@ fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool)
     })
 }
 
-fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
+fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool, override_policy: bool) -> i32 {
     let journal = match journal_if(cli, inv, apply) {
         Ok(j) => j,
         Err(code) => return code,
@@ -392,7 +405,7 @@ fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: b
     let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
     let result = rt.block_on(async {
         let (_, obs, findings) = audit_report(inv).await;
-        kmsdns::repair::repair_acl(inv, &obs, &findings, mode).await
+        kmsdns::repair::repair_acl(inv, &obs, &findings, mode, override_policy).await
     });
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&result).unwrap_or_default() + "\n")),
@@ -444,15 +457,23 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
     })
 }
 
+/// The switches of `kmsdns failover`.
+#[derive(Debug, Clone, Copy)]
+struct FailoverFlags {
+    apply: bool,
+    update_inventory: bool,
+    override_policy: bool,
+}
+
 fn failover(
     cli: &Cli,
     inv: &Inventory,
     rt: &tokio::runtime::Runtime,
     from: &str,
     to: &str,
-    apply: bool,
-    update_inventory: bool,
+    flags: FailoverFlags,
 ) -> i32 {
+    let FailoverFlags { apply, update_inventory, override_policy } = flags;
     let name = |text: &str, flag: &str| {
         kmsdns::name::DnsName::parse(text).map_err(|e| {
             eprintln!("kmsdns: {flag} '{text}' is not a DNS name: {e}");
@@ -460,7 +481,7 @@ fn failover(
         })
     };
     let req = match (name(from, "--from"), name(to, "--to")) {
-        (Ok(from), Ok(to)) => kmsdns::failover::Request { from, to },
+        (Ok(from), Ok(to)) => kmsdns::failover::Request { from, to, override_policy },
         (Err(code), _) | (_, Err(code)) => return code,
     };
     let journal = match journal_if(cli, inv, apply) {
@@ -508,12 +529,12 @@ fn journal(cli: &Cli, inv: &Inventory) -> i32 {
     }
 }
 
-fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64) -> i32 {
+fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, override_policy: bool) -> i32 {
     let journal = match open_journal(cli, inv) {
         Ok(j) => j,
         Err(code) => return code,
     };
-    match rt.block_on(kmsdns::repair::undo(inv, &journal, id)) {
+    match rt.block_on(kmsdns::repair::undo(inv, &journal, id, override_policy)) {
         Ok(outcome) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n")),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
+use crate::apply::{self, Authority, CommitError, Committed, Mode, RrsetUpdate};
 use crate::audit::audit;
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
@@ -226,7 +226,7 @@ async fn repair_zone(
             // A primary takes only so many updates at once (BIND's update-quota is 100, and
             // its listen queue is short); beyond that it drops them and we would time out.
             let _slot = update_slot(primary).acquire_owned().await;
-            apply::commit(mode, primary, &auth, &update, reasons, None, timeout).await
+            apply::commit(mode, Authority::Policy(zone.policy), primary, &auth, &update, reasons, None, timeout).await
         };
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
@@ -648,7 +648,12 @@ pub enum UndoError {
 /// Restores the RRset a journal entry changed, if it is still as that entry left it: the
 /// update asserts the entry's "after" as its prerequisite, so a later change is never undone
 /// by accident. The undo is itself journaled.
-pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -> Result<UndoOutcome, UndoError> {
+pub async fn undo(
+    inv: &Inventory,
+    journal: &crate::journal::Journal,
+    id: u64,
+    override_policy: bool,
+) -> Result<UndoOutcome, UndoError> {
     use crate::journal::Applied;
     let mut entry = journal.entry(id)?;
     if entry.outcome.as_ref().is_some_and(|o| o.result == Applied::Unknown) && entry.intent.acl.is_none() {
@@ -664,7 +669,8 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
     }
     let i = entry.intent;
     if let Some(change) = &i.acl {
-        return undo_acl_entry(inv, journal, id, &i.zone, change).await;
+        let policy = inv.zone(&i.zone).map(|z| z.policy).ok_or_else(|| UndoError::UnknownZone(i.zone.clone()))?;
+        return undo_acl_entry(inv, journal, id, &i.zone, change, Authority::over(policy, override_policy)).await;
     }
     let zone = inv.zone(&i.zone).cloned().ok_or_else(|| UndoError::UnknownZone(i.zone.clone()))?;
     let server: SocketAddr = i.server.parse().map_err(|_| UndoError::Server(i.server.clone()))?;
@@ -678,27 +684,37 @@ pub async fn undo(inv: &Inventory, journal: &crate::journal::Journal, id: u64) -
     };
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let reasons = vec![format!("undo of journal entry {id}")];
-    let (result, servers) =
-        match apply::commit(Mode::Apply(journal), server, &auth, &update, reasons, Some(id), timeout).await {
-            Ok(Committed::Applied { id: new }) => {
-                let seen = await_propagation(inv, &zone, &update, Some(server)).await;
-                if seen.primary_unchanged {
-                    let error = not_applied(Mode::Apply(journal), new, &zone.name, server);
-                    (ZoneResult::Failed { error }, seen.servers)
-                } else {
-                    let lagging = seen.servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
-                    (ZoneResult::Applied { id: new, attempts: 1, lagging }, seen.servers)
-                }
+    let authority = Authority::over(zone.policy, override_policy);
+    let (result, servers) = match apply::commit(
+        Mode::Apply(journal),
+        authority,
+        server,
+        &auth,
+        &update,
+        reasons,
+        Some(id),
+        timeout,
+    )
+    .await
+    {
+        Ok(Committed::Applied { id: new }) => {
+            let seen = await_propagation(inv, &zone, &update, Some(server)).await;
+            if seen.primary_unchanged {
+                let error = not_applied(Mode::Apply(journal), new, &zone.name, server);
+                (ZoneResult::Failed { error }, seen.servers)
+            } else {
+                let lagging = seen.servers.iter().filter(|s| !s.converged).map(|s| s.server.clone()).collect();
+                (ZoneResult::Applied { id: new, attempts: 1, lagging }, seen.servers)
             }
-            Ok(Committed::NotSent) => (ZoneResult::WouldApply, vec![]),
-            Err(CommitError::Update { source, .. }) if source.is_conflict() => {
-                let error = format!(
-                    "{source}: the RRset was changed after entry {id}, so undoing it would clobber that change"
-                );
-                (ZoneResult::Conflict { attempts: 1, error }, vec![])
-            }
-            Err(e) => (ZoneResult::Failed { error: e.to_string() }, vec![]),
-        };
+        }
+        Ok(Committed::NotSent) => (ZoneResult::WouldApply, vec![]),
+        Err(CommitError::Update { source, .. }) if source.is_conflict() => {
+            let error =
+                format!("{source}: the RRset was changed after entry {id}, so undoing it would clobber that change");
+            (ZoneResult::Conflict { attempts: 1, error }, vec![])
+        }
+        Err(e) => (ZoneResult::Failed { error: e.to_string() }, vec![]),
+    };
     Ok(UndoOutcome { undone: id, zone: zone.name, from: i.after, to: i.before, result, servers, acl_of: None })
 }
 
@@ -708,12 +724,13 @@ async fn undo_acl_entry(
     id: u64,
     zone: &DnsName,
     change: &crate::journal::AclChange,
+    authority: Authority,
 ) -> Result<UndoOutcome, UndoError> {
     use crate::apply::acl::{AclCommitted, AclError, undo_acl};
     let settings = inv.ad.as_ref().ok_or(UndoError::NoDirectory(id))?;
     let timeout = inv.defaults.timeout.max(Duration::from_secs(2));
     let (mut ldap, _) = crate::observe::ad::connect(settings, timeout).await.map_err(UndoError::Directory)?;
-    let result = match undo_acl(journal, &mut ldap, zone, change, id, timeout).await {
+    let result = match undo_acl(journal, authority, &mut ldap, zone, change, id, timeout).await {
         Ok(AclCommitted::Applied { id: new }) => ZoneResult::Applied { id: new, attempts: 1, lagging: vec![] },
         Ok(AclCommitted::NotSent) => ZoneResult::WouldApply,
         Err(e @ AclError::Changed { .. }) => ZoneResult::Conflict {
@@ -751,6 +768,10 @@ pub struct AclOutcome {
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum AclResult {
     WouldApply,
+    /// Shown, not written: the zone's policy is "audit" and no override was given.
+    NotApplied {
+        reason: String,
+    },
     /// Written (journal entry `id`) and read back: members of the group may now update.
     Applied {
         id: u64,
@@ -779,6 +800,7 @@ pub async fn repair_acl(
     obs: &Observation,
     findings: &[crate::audit::Finding],
     mode: Mode<'_>,
+    override_policy: bool,
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
     use crate::observe::ad::AdRead;
@@ -839,6 +861,13 @@ pub async fn repair_acl(
             ace: ace.clone(),
             result: AclResult::WouldApply,
         };
+        let policy = inv.zone(&z.zone).map(|zone| zone.policy).unwrap_or(crate::inventory::Policy::Audit);
+        let authority = Authority::over(policy, override_policy);
+        if let Err(e) = authority.check(&z.zone) {
+            outcome.result = AclResult::NotApplied { reason: e.to_string() };
+            out.zones.push(outcome);
+            continue;
+        }
         let fix = AclFix { zone: z.zone.clone(), dn: node.dn.clone(), group: group.sid, observed: sd };
         if let Mode::Apply(_) = mode
             && ldap.is_none()
@@ -855,7 +884,7 @@ pub async fn repair_acl(
         let reasons = vec![format!("update-blocked-acl: grant {} write access to {}", group.dn, node.dn)];
         outcome.result = match ldap.as_mut() {
             None => AclResult::WouldApply,
-            Some(l) => match commit_acl(mode, l, &fix, reasons, timeout).await {
+            Some(l) => match commit_acl(mode, authority, l, &fix, reasons, timeout).await {
                 Ok(AclCommitted::NotSent) => AclResult::WouldApply,
                 Ok(AclCommitted::Applied { id }) => {
                     // Read it back: a member of the group must now pass the access check.

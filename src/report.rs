@@ -599,6 +599,7 @@ pub fn acl_text(r: &crate::repair::AclRepair, width: usize) -> String {
         let _ = writeln!(out, "  + ACE {} (group '{group}': read and write the node's properties)", z.ace);
         let result = match &z.result {
             AclResult::WouldApply => "would apply: run `kmsdns repair --acl --apply` to write it".to_string(),
+            AclResult::NotApplied { reason } => format!("not applied: {reason}"),
             AclResult::Applied { id, verified: true } => {
                 format!("applied (journal entry {id}); read back: members of '{group}' may now update the record")
             }
@@ -633,7 +634,7 @@ pub fn acl_exit_code(r: &crate::repair::AclRepair) -> i32 {
             .any(|z| matches!(z.result, AclResult::Failed { .. } | AclResult::Applied { verified: false, .. }))
     {
         2
-    } else if !r.not_members.is_empty() {
+    } else if !r.not_members.is_empty() || r.zones.iter().any(|z| matches!(z.result, AclResult::NotApplied { .. })) {
         1
     } else {
         0

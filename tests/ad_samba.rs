@@ -143,12 +143,22 @@ fn the_acl_that_blocks_the_second_kms_host_is_found_fixed_and_undone() {
     assert!(message.contains("(A;;RPLCLORC;;;WD)"), "{message}");
 
     // The dry run shows the ACE and changes nothing.
-    let out = kmsdns(&lab, &["repair", "--acl", "--config", inv]);
+    let out = kmsdns(&lab, &["repair", "--acl", "--override-policy", "--config", inv]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("would apply"), "{}", show(&out));
     assert_eq!(lab.nsupdate_gss(&cc2, &[&srv_add("kms2")]), "SERVFAIL", "still refused after a dry run");
 
+    // The zone's policy is "audit" (the default): nothing is written without the operator's word.
     let out = kmsdns(&lab, &["repair", "--acl", "--apply", "--config", inv]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not applied: zone corp.test has policy = \"audit\""),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(lab.nsupdate_gss(&cc2, &[&srv_add("kms2")]), "SERVFAIL", "still refused: nothing was written");
+
+    let out = kmsdns(&lab, &["repair", "--acl", "--apply", "--override-policy", "--config", inv]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("members of 'KMS-Hosts' may now update the record"), "{}", show(&out));
@@ -160,7 +170,7 @@ fn the_acl_that_blocks_the_second_kms_host_is_found_fixed_and_undone() {
     assert!(!has(&v, "update-blocked-acl", "kms2.corp.test"), "{:?}", findings(&v));
 
     // Undo puts the old DACL back: KMS2$ is blocked again.
-    let out = kmsdns(&lab, &["undo", "1", "--config", inv]);
+    let out = kmsdns(&lab, &["undo", "1", "--override-policy", "--config", inv]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v = json(&kmsdns(&lab, &["audit", "--config", inv, "--format", "json"]));
     assert!(has(&v, "update-blocked-acl", "kms2.corp.test"), "{:?}", findings(&v));

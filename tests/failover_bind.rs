@@ -36,8 +36,12 @@ impl Site {
     }
 
     /// The inventory (with a comment that must survive --update-inventory); `extra_server`
-    /// adds a server to both zones.
+    /// adds a server to both zones, which kmsdns may repair.
     fn inventory(&self, extra_server: Option<&str>) -> PathBuf {
+        self.inventory_with_policy(extra_server, "repair")
+    }
+
+    fn inventory_with_policy(&self, extra_server: Option<&str>, policy: &str) -> PathBuf {
         let mut servers: Vec<String> = self.lab.servers.iter().map(|s| format!("\"{}\"", s.addr)).collect();
         if let Some(x) = extra_server {
             servers.push(format!("\"{x}\""));
@@ -63,12 +67,14 @@ name = "corp.test"
 servers = [{servers}]
 primary = "{primary}"
 update_key = "kmsdns-test"
+policy = "{policy}"
 
 [[zone]]
 name = "branch.test"
 servers = [{servers}]
 primary = "{primary}"
 update_key = "kmsdns-test"
+policy = "{policy}"
 
 # The first KMS host.
 [[host]]
@@ -222,4 +228,36 @@ fn a_mistyped_old_host_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no zone's primary publishes it"), "{}", show(&out));
     assert_eq!(site.srv(0, "corp.test"), KMS1);
     assert_eq!(site.srv(0, "branch.test"), KMS1);
+}
+
+/// A zone with policy = "audit" is never written, whatever the command, unless the operator
+/// says so for this run: failover wrote to such zones because only `repair` checked.
+#[test]
+fn an_audit_only_zone_is_written_only_with_override_policy() {
+    let site = Site::new(false, true);
+    let inv = site.inventory_with_policy(None, "audit");
+    let out = failover(&inv, &["--apply"]);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("policy = \"audit\": it will not be written; pass --override-policy"), "{}", show(&out));
+    for zone in ["corp.test", "branch.test"] {
+        assert_eq!(site.srv(0, zone), ["0 0 1688 kms1.corp.test."], "{zone} untouched");
+    }
+    assert_eq!(site.lab.serial(0, "corp.test"), Some(1), "no UPDATE was sent");
+
+    let out = failover(&inv, &["--apply", "--override-policy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("policy = \"audit\", written because of --override-policy"), "{}", show(&out));
+    for zone in ["corp.test", "branch.test"] {
+        assert_eq!(site.srv(0, zone), KMS2, "{zone} on the primary");
+    }
+
+    // Undo of an audit-only zone's change takes the same override.
+    let out = kmsdns(&["undo", "1", "--config", inv.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(show(&out).contains("zone corp.test has policy = \"audit\""), "{}", show(&out));
+    assert_eq!(site.srv(0, "corp.test"), KMS2);
+    let out = kmsdns(&["undo", "1", "--override-policy", "--config", inv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }

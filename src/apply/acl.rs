@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use ldap3::{Ldap, Mod};
 
-use super::Mode;
+use super::{Authority, Mode};
 use crate::journal::{AclChange, Intent};
 use crate::name::DnsName;
 use crate::observe::ad::{DACL_ONLY, read_sd, sd_flags};
@@ -50,6 +50,8 @@ pub enum AclError {
     Refused { dn: String, why: String },
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Policy(#[from] super::CommitError),
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -65,11 +67,13 @@ pub fn with_grant(current: &SecurityDescriptor, group: Sid) -> Result<SecurityDe
 /// that may change the node's DACL.
 pub async fn commit_acl(
     mode: Mode<'_>,
+    authority: Authority,
     ldap: &mut Ldap,
     fix: &AclFix,
     reasons: Vec<String>,
     timeout: Duration,
 ) -> Result<AclCommitted, AclError> {
+    authority.check(&fix.zone)?;
     let journal = match mode {
         Mode::DryRun => return Ok(AclCommitted::NotSent),
         Mode::Apply(j) => j,
@@ -83,13 +87,14 @@ pub async fn commit_acl(
     }
     let after = with_grant(&now, fix.group).map_err(descriptor)?;
     let after_bytes = after.to_bytes().map_err(|e| descriptor(e.to_string()))?;
-    write_dacl(journal, ldap, &fix.zone, &fix.dn, &now_bytes, &after_bytes, reasons, None, timeout).await
+    write_dacl(journal, authority, ldap, &fix.zone, &fix.dn, &now_bytes, &after_bytes, reasons, None, timeout).await
 }
 
 /// Journals and writes one DACL-only descriptor.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_dacl(
     journal: &crate::journal::Journal,
+    authority: Authority,
     ldap: &mut Ldap,
     zone: &DnsName,
     dn: &str,
@@ -99,6 +104,7 @@ pub async fn write_dacl(
     undo_of: Option<u64>,
     timeout: Duration,
 ) -> Result<AclCommitted, AclError> {
+    authority.check(zone)?;
     let id = journal.record_intent(Intent {
         id: 0,
         time: String::new(),
@@ -142,6 +148,7 @@ pub async fn write_dacl(
 /// change wrote.
 pub async fn undo_acl(
     journal: &crate::journal::Journal,
+    authority: Authority,
     ldap: &mut Ldap,
     zone: &DnsName,
     change: &AclChange,
@@ -160,5 +167,5 @@ pub async fn undo_acl(
         return Err(AclError::Changed { dn });
     }
     let reasons = vec![format!("undo of journal entry {undo_of}")];
-    write_dacl(journal, ldap, zone, &change.dn, &now_bytes, &before, reasons, Some(undo_of), timeout).await
+    write_dacl(journal, authority, ldap, zone, &change.dn, &now_bytes, &before, reasons, Some(undo_of), timeout).await
 }

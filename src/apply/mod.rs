@@ -1,9 +1,14 @@
-//! Apply: the only code that changes DNS.
+//! Apply: the only code that changes DNS (and, for `repair --acl`, a dnsNode's ACL).
 //!
-//! Every UPDATE goes through [`commit`], and [`commit`] is where a dry run stops: with
-//! [`Mode::DryRun`] it returns before anything is journaled or sent. Callers do not check for
-//! dry runs themselves (ExternalDNS shipped three dry-run bugs by checking per provider), and
-//! sending needs a [`Journal`], so no change can go out unrecorded.
+//! Every UPDATE goes through [`commit`] (every ACL write through [`acl::write_dacl`]), and
+//! that is where the rules that hold for every command are enforced, so no caller can forget
+//! them (ExternalDNS shipped three dry-run bugs by checking per provider):
+//! - the zone's policy: a zone with `policy = "audit"` is never written unless an operator
+//!   overrode it for this command ([`Authority::Operator`], `--override-policy`);
+//! - the dry run: with [`Mode::DryRun`] it returns before anything is journaled or sent;
+//! - the journal: sending needs a [`Journal`], so no change can go out unrecorded.
+//!
+//! Messages go out through [`transport`], the one way bytes reach a server.
 
 pub mod acl;
 #[cfg(feature = "gss-tsig")]
@@ -16,7 +21,9 @@ use std::time::Duration;
 
 pub use rfc2136::{Auth, RrsetUpdate, UpdateError};
 
+use crate::inventory::Policy;
 use crate::journal::{Applied, Journal, JournalError};
+use crate::name::DnsName;
 
 /// Whether changes are sent.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +32,31 @@ pub enum Mode<'a> {
     DryRun,
     /// Send, recording each change in the journal first.
     Apply(&'a Journal),
+}
+
+/// By whose word a change is written to its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The zone's own policy: only a `policy = "repair"` zone is written.
+    Policy(Policy),
+    /// The operator asked for this command to write even `policy = "audit"` zones
+    /// (`--override-policy` on failover, undo and repair --acl).
+    Operator,
+}
+
+impl Authority {
+    /// The authority a command has over a zone with `policy`.
+    pub fn over(policy: Policy, override_policy: bool) -> Authority {
+        if override_policy { Authority::Operator } else { Authority::Policy(policy) }
+    }
+
+    /// Refuses a write to an audit-only zone the operator did not override.
+    pub fn check(self, zone: &DnsName) -> Result<(), CommitError> {
+        match self {
+            Authority::Policy(Policy::Repair) | Authority::Operator => Ok(()),
+            Authority::Policy(Policy::Audit) => Err(CommitError::AuditOnly { zone: zone.clone() }),
+        }
+    }
 }
 
 /// What [`commit`] did.
@@ -44,11 +76,19 @@ pub enum CommitError {
     Update { id: u64, source: UpdateError },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Nothing was sent or journaled.
+    #[error(
+        "zone {zone} has policy = \"audit\": kmsdns shows its changes and never writes them; set policy = \"repair\", or pass --override-policy to write it this once"
+    )]
+    AuditOnly { zone: DnsName },
 }
 
-/// Sends one zone's UPDATE to `server`, journaled before and after. Nothing is sent in a dry run.
+/// Sends one zone's UPDATE to `server`, journaled before and after, if `authority` lets it write
+/// the zone. Nothing is sent in a dry run.
+#[allow(clippy::too_many_arguments)]
 pub async fn commit(
     mode: Mode<'_>,
+    authority: Authority,
     server: SocketAddr,
     auth: &Auth,
     update: &RrsetUpdate,
@@ -56,6 +96,7 @@ pub async fn commit(
     undo_of: Option<u64>,
     timeout: Duration,
 ) -> Result<Committed, CommitError> {
+    authority.check(&update.zone)?;
     let journal = match mode {
         Mode::DryRun => return Ok(Committed::NotSent),
         Mode::Apply(journal) => journal,
@@ -79,5 +120,20 @@ pub async fn commit(
             journal.outcome(id, result, &source.answer())?;
             Err(CommitError::Update { id, source })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_only_zone_is_written_only_on_the_operators_word() {
+        let zone = DnsName::parse("corp.test").unwrap();
+        assert!(Authority::over(Policy::Repair, false).check(&zone).is_ok());
+        let refused = Authority::over(Policy::Audit, false).check(&zone).unwrap_err().to_string();
+        assert!(refused.contains("policy = \"audit\"") && refused.contains("--override-policy"), "{refused}");
+        assert_eq!(Authority::over(Policy::Audit, true), Authority::Operator);
+        assert!(Authority::Operator.check(&zone).is_ok());
     }
 }
