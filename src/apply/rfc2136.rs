@@ -52,6 +52,10 @@ impl RrsetUpdate {
 pub enum UpdateError {
     #[error("zone {zone}: update refused by {server} (REFUSED): {hint}")]
     Refused { zone: DnsName, server: SocketAddr, hint: String },
+    /// REFUSED, unsigned, to a signed update: the server did not take the signature (PowerDNS
+    /// answers a wrong secret so; a key it accepts but does not allow gets a signed REFUSED).
+    #[error("zone {zone}: {server} refused the update with an unsigned answer (REFUSED): {hint}")]
+    SignatureRefused { zone: DnsName, server: SocketAddr, hint: String },
     #[error("zone {zone}: {server} rejected the signature (NOTAUTH, TSIG error {tsig}): {hint}")]
     BadSignature { zone: DnsName, server: SocketAddr, tsig: String, hint: String },
     #[error("zone {zone}: {server} is not authoritative for the zone (NOTAUTH); check `primary =`")]
@@ -95,6 +99,7 @@ impl UpdateError {
     pub fn answer(&self) -> String {
         match self {
             UpdateError::Refused { .. } => "REFUSED".into(),
+            UpdateError::SignatureRefused { .. } => "REFUSED (unsigned)".into(),
             UpdateError::BadSignature { tsig, .. } => format!("NOTAUTH ({tsig})"),
             UpdateError::NotAuthoritative { .. } => "NOTAUTH".into(),
             UpdateError::NotZone { .. } => "NOTZONE".into(),
@@ -284,6 +289,13 @@ fn tsig_error(
     let t = response.signature()?;
     let err = t.data.error.as_ref()?;
     let (name, hint) = match err {
+        // Knot also answers BADKEY for an HMAC key it knows that no ACL of the zone names.
+        TsigError::BadKey if key.starts_with("key ") => (
+            "BADKEY",
+            format!(
+                "the server does not know {key} with this algorithm, or (Knot) no ACL of the zone lets it update; check the name and algorithm in its configuration and the zone's `acl`"
+            ),
+        ),
         TsigError::BadKey => (
             "BADKEY",
             format!(
@@ -381,11 +393,22 @@ async fn send_hmac(
             _ if rcode == ResponseCode::NoError => {
                 return Err(UpdateError::UnverifiedAnswer { zone, server, why: "it is not signed".into() });
             }
-            // An unsigned error answer is what servers send when they could not check us.
+            // An unsigned REFUSED: the server did not take our signature (PowerDNS), or refused
+            // the sender before looking at it. A key it took but does not allow is signed.
+            _ if rcode == ResponseCode::Refused => {
+                return Err(UpdateError::SignatureRefused { zone, server, hint: unsigned_refusal_hint(&key_name) });
+            }
+            // Any other unsigned error answer is what servers send when they could not check us.
             _ => {}
         }
     }
     map_rcode(zone, server, rcode, &key_name)
+}
+
+fn unsigned_refusal_hint(key: &str) -> String {
+    format!(
+        "it did not accept the signature made with {key}; check the secret and the algorithm against the server's copy of the key (PowerDNS: `pdnsutil list-tsig-keys`). If they match, the server refuses updates from this address before it checks signatures (PowerDNS: `allow-dnsupdate-from`)"
+    )
 }
 
 /// The server's clock from a BADTIME answer's "other data" (RFC 8945 §5.2.3: 48 bits).
