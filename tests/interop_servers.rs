@@ -387,3 +387,28 @@ on_server!(
     "(REFUSED): it did not accept the signature made with key 'kmsdns-test'; check the secret and the algorithm",
     SIGNED_REFUSAL
 );
+
+/// PowerDNS with a `lua-dnsupdate-policy-script` that refuses: it logs "Not permitted by
+/// policy … 0 changes, rolling back" and still answers NOERROR. The primary then still serves
+/// the RRset from before the update, so the change was not applied, and kmsdns must say so.
+#[test]
+fn pdns_a_noerror_the_primary_did_not_apply_is_journaled_not_applied() {
+    use support::UpdatePolicy;
+    let site = Site::new(|z: &[ZoneSpec]| PdnsLab::with_policy(z, UpdatePolicy::LuaRefusesAll));
+    let before = site.srv();
+    let inv = site.inventory("kmsdns.toml", &site.lab.key().file, "");
+    let inv = inv.to_str().unwrap();
+    let out = kmsdns(&["repair", "--apply", "--config", inv]);
+    let log = site.lab.log();
+    // What PowerDNS did: refused by policy, rolled back, answered NOERROR.
+    assert!(log.contains("Not permitted by policy") && log.contains("0 changes, rolling back"), "{log}");
+    assert_eq!(site.srv(), before, "PowerDNS applied nothing");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let said = words(&out.stdout);
+    assert!(!said.contains("LAGGING") && !said.contains("result: applied"), "{}", show(&out));
+    let out = kmsdns(&["journal", "--config", inv, "--format", "json"]);
+    let entries = json(&out);
+    let entries = entries.as_array().unwrap_or_else(|| panic!("{}", show(&out)));
+    assert_eq!(entries.len(), 1, "{}", show(&out));
+    assert_eq!(entries[0]["outcome"]["result"], "not-applied", "{}", show(&out));
+}
