@@ -18,6 +18,7 @@ use hickory_proto::rr::rdata::SRV;
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+use super::retry::{Backoff, on_servfail};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::observe::SrvRecord;
@@ -62,10 +63,11 @@ pub enum UpdateError {
     NotAuthoritative { zone: DnsName, server: SocketAddr },
     #[error("zone {zone}: {server} says the records are outside the zone (NOTZONE); check the zone name")]
     NotZone { zone: DnsName, server: SocketAddr },
+    /// SERVFAIL to every one of `attempts` sends ([`super::retry`]).
     #[error(
-        "zone {zone}: {server} failed the update (SERVFAIL); its log says why (Samba answers SERVFAIL when AD denies the write)"
+        "zone {zone}: {server} failed the update (SERVFAIL, {attempts} attempt(s) with pauses); its log says why (Samba answers SERVFAIL when AD denies the write)"
     )]
-    ServFail { zone: DnsName, server: SocketAddr },
+    ServFail { zone: DnsName, server: SocketAddr, attempts: u32 },
     #[error("zone {zone}: the RRset changed since it was observed ({rcode} from {server}); nothing was overwritten")]
     Conflict { zone: DnsName, server: SocketAddr, rcode: String },
     #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
@@ -179,8 +181,9 @@ pub enum Auth {
     Gss { server_name: DnsName, principal: Option<String> },
 }
 
-/// Signs, sends over TCP to `server`, and maps the answer. Under GSS-TSIG, a server that
-/// forgot the context (BADKEY: it restarted) gets a new negotiation and the update once more.
+/// Signs, sends over TCP to `server`, and maps the answer. A SERVFAIL is sent again after a
+/// pause ([`super::retry`]). Under GSS-TSIG, a server that forgot the context (BADKEY: it
+/// restarted) gets a new negotiation and the update once more.
 pub(super) async fn send(
     u: &RrsetUpdate,
     server: SocketAddr,
@@ -188,8 +191,8 @@ pub(super) async fn send(
     timeout: Duration,
 ) -> Result<(), UpdateError> {
     match auth {
-        Auth::Unsigned => send_hmac(u, server, None, timeout).await,
-        Auth::Tsig(k) => send_hmac(u, server, Some(k), timeout).await,
+        Auth::Unsigned => on_servfail(Backoff::SERVFAIL, || send_hmac(u, server, None, timeout)).await,
+        Auth::Tsig(k) => on_servfail(Backoff::SERVFAIL, || send_hmac(u, server, Some(k), timeout)).await,
         #[cfg(feature = "gss-tsig")]
         Auth::Gss { server_name, principal } => {
             let principal = principal.as_deref();
@@ -336,7 +339,7 @@ fn map_rcode(zone: DnsName, server: SocketAddr, rcode: ResponseCode, who: &str) 
         }
         ResponseCode::NotAuth => Err(UpdateError::NotAuthoritative { zone, server }),
         ResponseCode::NotZone => Err(UpdateError::NotZone { zone, server }),
-        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server }),
+        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server, attempts: 1 }),
         ResponseCode::NXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "NXRRSET".into() }),
         ResponseCode::YXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "YXRRSET".into() }),
         ResponseCode::NXDomain => Err(UpdateError::Conflict { zone, server, rcode: "NXDOMAIN".into() }),
