@@ -342,6 +342,56 @@ fn two_daemons_neither_flap_nor_clobber<L: DnsLab>(start: impl Fn(&[ZoneSpec]) -
     assert_eq!(site.srv(), HEALED, "{product}");
 }
 
+/// kmsdns saw {kms1, kms2, old} and removes old; meanwhile another writer added kms3. RFC 2136
+/// §3.2.3: the value-dependent prerequisite is the whole RRset, so the server answers NXRRSET
+/// and nothing is overwritten. (Samba's internal DNS does not: tests/interop_samba_prereq.rs.)
+fn a_record_added_after_kmsdns_looked_fails_the_prerequisite<L: DnsLab>(start: impl Fn(&[ZoneSpec]) -> L) {
+    use base64::Engine as _;
+    use kmsdns::apply::{Auth, CommitError, Mode, RrsetUpdate, UpdateError, commit};
+    use kmsdns::name::DnsName;
+    use kmsdns::observe::SrvRecord;
+    let site = Site::new(start);
+    let product = site.lab.product();
+    site.lab.nsupdate("corp.test", &["update add _vlmcs._tcp.corp.test. 3600 IN SRV 0 0 1688 kms3.corp.test."]);
+    let srv = |h: &str| SrvRecord {
+        target: DnsName::parse(&format!("{h}.corp.test")).unwrap(),
+        port: 1688,
+        priority: 0,
+        weight: 0,
+        ttl: 3600,
+    };
+    let update = RrsetUpdate {
+        zone: DnsName::parse("corp.test").unwrap(),
+        expected: vec![srv("kms1"), srv("kms2"), srv("old")],
+        deletes: vec![srv("old")],
+        adds: vec![],
+    };
+    let key = site.lab.key();
+    let secret = base64::engine::general_purpose::STANDARD.decode(&key.secret_b64).unwrap();
+    let key = kmsdns::keys::TsigKey::new(
+        DnsName::parse(&key.name).unwrap(),
+        kmsdns::inventory::TsigAlgorithmName::HmacSha256,
+        secret,
+    );
+    let journal = kmsdns::journal::Journal::open(&site.state.path().join("state")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let r = rt.block_on(commit(
+        Mode::Apply(&journal),
+        site.lab.addr(),
+        &Auth::Tsig(key),
+        &update,
+        vec![],
+        None,
+        Duration::from_secs(2),
+    ));
+    assert!(
+        matches!(&r, Err(CommitError::Update { source: UpdateError::Conflict { rcode, .. }, .. }) if rcode == "NXRRSET"),
+        "{product}: {r:?}\n{}",
+        site.lab.log()
+    );
+    assert_eq!(site.srv().len(), 4, "{product}: nothing was overwritten");
+}
+
 /// The scenario, once per server.
 macro_rules! on_server {
     ($server:ident, $start:expr, $wrong_secret_says:expr, $not_allowed_says:expr) => {
@@ -361,6 +411,11 @@ macro_rules! on_server {
             #[test]
             fn a_wrong_secret_names_the_signature() {
                 super::a_wrong_secret_names_the_signature($start, $wrong_secret_says, $not_allowed_says);
+            }
+
+            #[test]
+            fn a_record_added_after_kmsdns_looked_fails_the_prerequisite() {
+                super::a_record_added_after_kmsdns_looked_fails_the_prerequisite($start);
             }
 
             #[test]
