@@ -13,6 +13,7 @@
 pub mod acl;
 #[cfg(feature = "gss-tsig")]
 pub mod gss;
+pub mod retry;
 pub mod rfc2136;
 pub mod transport;
 

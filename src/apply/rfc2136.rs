@@ -18,6 +18,7 @@ use hickory_proto::rr::rdata::SRV;
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+use super::retry::{Backoff, on_servfail};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::observe::SrvRecord;
@@ -60,16 +61,21 @@ impl RrsetUpdate {
 pub enum UpdateError {
     #[error("zone {zone}: update refused by {server} (REFUSED): {hint}")]
     Refused { zone: DnsName, server: SocketAddr, hint: String },
+    /// REFUSED, unsigned, to a signed update: the server did not take the signature (PowerDNS
+    /// answers a wrong secret so; a key it accepts but does not allow gets a signed REFUSED).
+    #[error("zone {zone}: {server} refused the update with an unsigned answer (REFUSED): {hint}")]
+    SignatureRefused { zone: DnsName, server: SocketAddr, hint: String },
     #[error("zone {zone}: {server} rejected the signature (NOTAUTH, TSIG error {tsig}): {hint}")]
     BadSignature { zone: DnsName, server: SocketAddr, tsig: String, hint: String },
     #[error("zone {zone}: {server} is not authoritative for the zone (NOTAUTH); check `primary =`")]
     NotAuthoritative { zone: DnsName, server: SocketAddr },
     #[error("zone {zone}: {server} says the records are outside the zone (NOTZONE); check the zone name")]
     NotZone { zone: DnsName, server: SocketAddr },
+    /// SERVFAIL to every one of `attempts` sends ([`super::retry`]).
     #[error(
-        "zone {zone}: {server} failed the update (SERVFAIL); its log says why (Samba answers SERVFAIL when AD denies the write)"
+        "zone {zone}: {server} failed the update (SERVFAIL, {attempts} attempt(s) with pauses); its log says why (Samba answers SERVFAIL when AD denies the write)"
     )]
-    ServFail { zone: DnsName, server: SocketAddr },
+    ServFail { zone: DnsName, server: SocketAddr, attempts: u32 },
     #[error("zone {zone}: the RRset changed since it was observed ({rcode} from {server}); nothing was overwritten")]
     Conflict { zone: DnsName, server: SocketAddr, rcode: String },
     #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
@@ -103,6 +109,7 @@ impl UpdateError {
     pub fn answer(&self) -> String {
         match self {
             UpdateError::Refused { .. } => "REFUSED".into(),
+            UpdateError::SignatureRefused { .. } => "REFUSED (unsigned)".into(),
             UpdateError::BadSignature { tsig, .. } => format!("NOTAUTH ({tsig})"),
             UpdateError::NotAuthoritative { .. } => "NOTAUTH".into(),
             UpdateError::NotZone { .. } => "NOTZONE".into(),
@@ -182,8 +189,9 @@ pub enum Auth {
     Gss { server_name: DnsName, principal: Option<String> },
 }
 
-/// Signs, sends over TCP to `server`, and maps the answer. Under GSS-TSIG, a server that
-/// forgot the context (BADKEY: it restarted) gets a new negotiation and the update once more.
+/// Signs, sends over TCP to `server`, and maps the answer. A SERVFAIL is sent again after a
+/// pause ([`super::retry`]). Under GSS-TSIG, a server that forgot the context (BADKEY: it
+/// restarted) gets a new negotiation and the update once more.
 pub(super) async fn send(
     u: &RrsetUpdate,
     server: SocketAddr,
@@ -191,8 +199,8 @@ pub(super) async fn send(
     timeout: Duration,
 ) -> Result<(), UpdateError> {
     match auth {
-        Auth::Unsigned => send_hmac(u, server, None, timeout).await,
-        Auth::Tsig(k) => send_hmac(u, server, Some(k), timeout).await,
+        Auth::Unsigned => on_servfail(Backoff::SERVFAIL, || send_hmac(u, server, None, timeout)).await,
+        Auth::Tsig(k) => on_servfail(Backoff::SERVFAIL, || send_hmac(u, server, Some(k), timeout)).await,
         #[cfg(feature = "gss-tsig")]
         Auth::Gss { server_name, principal } => {
             let principal = principal.as_deref();
@@ -292,6 +300,13 @@ fn tsig_error(
     let t = response.signature()?;
     let err = t.data.error.as_ref()?;
     let (name, hint) = match err {
+        // Knot also answers BADKEY for an HMAC key it knows that no ACL of the zone names.
+        TsigError::BadKey if key.starts_with("key ") => (
+            "BADKEY",
+            format!(
+                "the server does not know {key} with this algorithm, or (Knot) no ACL of the zone lets it update; check the name and algorithm in its configuration and the zone's `acl`"
+            ),
+        ),
         TsigError::BadKey => (
             "BADKEY",
             format!(
@@ -332,7 +347,7 @@ fn map_rcode(zone: DnsName, server: SocketAddr, rcode: ResponseCode, who: &str) 
         }
         ResponseCode::NotAuth => Err(UpdateError::NotAuthoritative { zone, server }),
         ResponseCode::NotZone => Err(UpdateError::NotZone { zone, server }),
-        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server }),
+        ResponseCode::ServFail => Err(UpdateError::ServFail { zone, server, attempts: 1 }),
         ResponseCode::NXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "NXRRSET".into() }),
         ResponseCode::YXRRSet => Err(UpdateError::Conflict { zone, server, rcode: "YXRRSET".into() }),
         ResponseCode::NXDomain => Err(UpdateError::Conflict { zone, server, rcode: "NXDOMAIN".into() }),
@@ -389,11 +404,22 @@ async fn send_hmac(
             _ if rcode == ResponseCode::NoError => {
                 return Err(UpdateError::UnverifiedAnswer { zone, server, why: "it is not signed".into() });
             }
-            // An unsigned error answer is what servers send when they could not check us.
+            // An unsigned REFUSED: the server did not take our signature (PowerDNS), or refused
+            // the sender before looking at it. A key it took but does not allow is signed.
+            _ if rcode == ResponseCode::Refused => {
+                return Err(UpdateError::SignatureRefused { zone, server, hint: unsigned_refusal_hint(&key_name) });
+            }
+            // Any other unsigned error answer is what servers send when they could not check us.
             _ => {}
         }
     }
     map_rcode(zone, server, rcode, &key_name)
+}
+
+fn unsigned_refusal_hint(key: &str) -> String {
+    format!(
+        "it did not accept the signature made with {key}; check the secret and the algorithm against the server's copy of the key (PowerDNS: `pdnsutil list-tsig-keys`). If they match, the server refuses updates from this address before it checks signatures (PowerDNS: `allow-dnsupdate-from`)"
+    )
 }
 
 /// The server's clock from a BADTIME answer's "other data" (RFC 8945 §5.2.3: 48 bits).

@@ -1,4 +1,4 @@
-//! Shared integration-test harness: throwaway BIND 9 servers and loopback addresses.
+//! Shared integration-test harness: throwaway BIND 9, Knot and PowerDNS servers and loopback addresses.
 //!
 //! Everything here is loopback-only (127.0.0.0/8) and lives in temp dirs.
 
@@ -7,12 +7,18 @@
 
 mod bind;
 mod estate;
+pub mod interop;
+mod knot;
+mod pdns;
 mod rogue;
 pub mod run;
 mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec, nsupdate};
 pub use estate::Estate;
+pub use interop::DnsLab;
+pub use knot::KnotLab;
+pub use pdns::{PdnsLab, UpdatePolicy};
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;
 
