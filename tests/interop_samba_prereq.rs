@@ -17,7 +17,8 @@ mod support;
 
 use std::time::Duration;
 
-use kmsdns::apply::{Auth, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
+use kmsdns::apply::{Auth, Authority, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
+use kmsdns::inventory::Policy;
 use kmsdns::journal::Journal;
 use kmsdns::name::DnsName;
 use kmsdns::observe::SrvRecord;
@@ -48,7 +49,17 @@ fn kmsdns_commit(lab: &SambaLab, update: RrsetUpdate, state: &std::path::Path) -
             let journal = Journal::open(&state).unwrap();
             let auth = Auth::Gss { server_name: DnsName::parse("dc1.corp.test").unwrap(), principal: None };
             let server = "127.0.0.10:53".parse().unwrap();
-            commit(Mode::Apply(&journal), server, &auth, &update, vec![], None, Duration::from_secs(5)).await
+            commit(
+                Mode::Apply(&journal),
+                Authority::Policy(Policy::Repair),
+                server,
+                &auth,
+                &update,
+                vec![],
+                None,
+                Duration::from_secs(5),
+            )
+            .await
         })
     })
 }

@@ -56,7 +56,17 @@ fn update() -> RrsetUpdate {
 }
 
 async fn send(server: SocketAddr, journal: &Journal) -> Result<Committed, CommitError> {
-    commit(Mode::Apply(journal), server, &Auth::Unsigned, &update(), vec![], None, Duration::from_secs(2)).await
+    commit(
+        Mode::Apply(journal),
+        kmsdns::apply::Authority::Policy(kmsdns::inventory::Policy::Repair),
+        server,
+        &Auth::Unsigned,
+        &update(),
+        vec![],
+        None,
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

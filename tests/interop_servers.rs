@@ -377,6 +377,7 @@ fn a_record_added_after_kmsdns_looked_fails_the_prerequisite<L: DnsLab>(start: i
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let r = rt.block_on(commit(
         Mode::Apply(&journal),
+        kmsdns::apply::Authority::Policy(kmsdns::inventory::Policy::Repair),
         site.lab.addr(),
         &Auth::Tsig(key),
         &update,
