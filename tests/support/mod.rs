@@ -7,12 +7,14 @@
 
 mod bind;
 mod estate;
+mod resolver;
 mod rogue;
 pub mod run;
 mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec};
 pub use estate::Estate;
+pub use resolver::Resolver;
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;
 
