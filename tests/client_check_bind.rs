@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kmsdns::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
@@ -36,7 +36,7 @@ fn black_hole() -> BlackHole {
     assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0, "listen(fd, 0)");
     let mut fillers = Vec::new();
     loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
             Ok(s) => fillers.push(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
             Err(e) => panic!("filling the backlog of {addr}: {e}"),
@@ -118,7 +118,6 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 #[test]
 fn a_client_finds_the_working_host_and_every_stale_target_is_named_with_its_cost() {
     let w = World::new();
-    let started = Instant::now();
     let (out, v) = w.json("corp.test");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(v["schema"], 1);
@@ -145,8 +144,9 @@ fn a_client_finds_the_working_host_and_every_stale_target_is_named_with_its_cost
     let target = |n: &str| targets.iter().find(|t| t["target"] == n).unwrap_or_else(|| panic!("{n} not probed"));
     let hole = &target("hole.corp.test")["addresses"][0];
     assert_eq!((hole["state"].as_str(), hole["silent"].as_bool()), (Some("down"), Some(true)), "{hole}");
+    // One connect timeout: probed once, as a client tries it, never retried.
     let lost = hole["lost_ms"].as_u64().unwrap();
-    assert!((CONNECT_TIMEOUT_MS..CONNECT_TIMEOUT_MS + 1500).contains(&lost), "a black hole cost {lost} ms");
+    assert!((CONNECT_TIMEOUT_MS..2 * CONNECT_TIMEOUT_MS).contains(&lost), "a black hole cost {lost} ms");
     let dead = &target("dead.corp.test")["addresses"][0];
     assert_eq!((dead["state"].as_str(), dead["silent"].as_bool()), (Some("down"), Some(false)), "{dead}");
     assert!(dead["lost_ms"].as_u64().unwrap() < 200, "a refusal cost {dead}");
@@ -159,7 +159,7 @@ fn a_client_finds_the_working_host_and_every_stale_target_is_named_with_its_cost
     assert_eq!(verdict["first_priority"], 0);
     assert!(verdict["best_case_ms"].as_u64().unwrap() < 200, "{verdict}");
     let worst = verdict["worst_case_ms"].as_u64().unwrap();
-    assert!((CONNECT_TIMEOUT_MS..CONNECT_TIMEOUT_MS + 1500).contains(&worst), "worst case {worst} ms");
+    assert!((CONNECT_TIMEOUT_MS..2 * CONNECT_TIMEOUT_MS + 200).contains(&worst), "worst case {worst} ms");
     assert_eq!(names(&verdict["stale"]), set(&["dead.corp.test", "hole.corp.test"]));
     let problems: BTreeSet<(String, String)> = v["problems"]
         .as_array()
@@ -170,8 +170,6 @@ fn a_client_finds_the_working_host_and_every_stale_target_is_named_with_its_cost
     let want: BTreeSet<(String, String)> =
         [("stale-dead", "dead.corp.test"), ("stale-dead", "hole.corp.test")].map(|(c, t)| (c.into(), t.into())).into();
     assert_eq!(problems, want, "{}", show(&out));
-    // One black hole and one refusal are probed, never retried: the check takes about one timeout.
-    assert!(started.elapsed() < Duration::from_millis(CONNECT_TIMEOUT_MS * 4), "took {:?}", started.elapsed());
 
     // The text says the same to a person.
     let out = w.check("corp.test", "text");
