@@ -42,6 +42,11 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     /// What a person still has to do.
     pub left: Vec<String>,
+    /// The longest TTL of the RRsets the failover replaces: how long resolvers and clients'
+    /// caches may still hand out the old records. None when no zone needed a change.
+    pub cache_ttl: Option<u32>,
+    /// The port the new host is published on.
+    pub to_port: u16,
     /// True when every zone was changed and every server verified (or, in a dry run, when
     /// the checks passed and the plan is ready).
     pub ok: bool,
@@ -111,13 +116,22 @@ async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>,
 /// Runs the runbook. Nothing is sent in a dry run.
 pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook {
     let applying = matches!(mode, Mode::Apply(_));
-    let mut rb =
-        Runbook { from: req.from.clone(), to: req.to.clone(), applied: false, steps: vec![], left: vec![], ok: false };
+    let mut rb = Runbook {
+        from: req.from.clone(),
+        to: req.to.clone(),
+        applied: false,
+        steps: vec![],
+        left: vec![],
+        cache_ttl: None,
+        to_port: inv.defaults.port,
+        ok: false,
+    };
     let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let new_host = inv.host(&req.to);
     let old_host = inv.host(&req.from);
     let new_port = new_host.map(|h| h.port).unwrap_or(inv.defaults.port);
     let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
+    rb.to_port = new_port;
 
     // 1. Checks.
     let (mut evidence, new_up) = probe_host(inv, &req.to, new_port).await;
@@ -232,6 +246,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
             (crate::inventory::Policy::Repair, _) => {}
         }
     }
+    rb.cache_ttl = changes.iter().flat_map(|c| &c.update.expected).map(|r| r.ttl).max();
     let plan_result = if plan_failed { StepResult::Failed } else { StepResult::Ok };
     rb.step(&format!("plan: {} out, {} in, one update per zone", req.from, req.to), plan_result, evidence);
 

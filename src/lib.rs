@@ -22,13 +22,20 @@
 //! **Report** ([`report`]): findings as text for a person or JSON for a program, and the exit
 //! code of the monitoring-plugin convention.
 //!
+//! **Client check** ([`client_check`]): discovery as a KMS client does it, through the
+//! client's recursive resolver (RD=1) rather than the authoritative servers, the targets in
+//! RFC 2782 order, each probed, and what a client loses on each. [`explain`] maps activation
+//! error codes to the findings that detect their cause.
+//!
 //! Plan, apply and journal come next (RFC 2136 repair); [`demo`] and [`responder`] stage a
 //! small world on loopback so the whole pipeline can be seen without a real DNS or AD.
 
 pub mod apply;
 pub mod audit;
+pub mod client_check;
 pub mod daemon;
 pub mod demo;
+pub mod explain;
 pub mod failover;
 pub mod health;
 pub mod inventory;

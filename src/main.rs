@@ -21,6 +21,8 @@ Exit codes (monitoring-plugin convention): 0 no finding above info, 1 warnings,
 2 critical findings, 3 the audit could not run (bad configuration or arguments).
 repair --apply, apply and undo: 0 done, 1 something held back, 2 an update failed,
 no server of a zone could be read, or apply refused a stale, edited or truncated plan.
+client-check exits as the audit does; explain: 0 a code it knows, 1 one it cannot check,
+3 not an error code.
 
 Run `kmsdns demo` to see an audit and a repair of a small built-in world.";
 
@@ -117,6 +119,27 @@ enum Command {
     },
     /// Start a small world on loopback (embedded DNS servers, KMS responders), audit and repair it.
     Demo,
+    /// Do what a KMS client does for DOMAIN, short of activating: ask its resolver (RD=1) for
+    /// _vlmcs._tcp.DOMAIN SRV, order the targets as RFC 2782 says, resolve and probe each.
+    /// Needs no inventory.
+    ClientCheck {
+        /// The client's domain: its primary DNS suffix, or a domain of its search list.
+        domain: String,
+        /// The resolver the client uses (ADDR or ADDR:PORT); default: the nameservers of
+        /// /etc/resolv.conf, in order.
+        #[arg(long, value_name = "ADDR")]
+        resolver: Option<String>,
+        /// How long a client waits for a connection before it tries the next host (what a
+        /// black-holed target costs it). The default is Windows' TCP handshake limit.
+        #[arg(long, value_name = "DURATION", default_value = "21s", value_parser = humantime::parse_duration)]
+        connect_timeout: std::time::Duration,
+    },
+    /// What an activation error code (0x8007232B, 0xC004F074, ...) with a DNS or KMS-host cause
+    /// means, which findings detect it, and what to run next. Without CODE: every code known.
+    Explain {
+        /// The code as Windows shows it, e.g. 0x800706BA.
+        code: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +166,10 @@ fn main() -> ExitCode {
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
         (Some(Command::Demo), _) => demo(cli.format),
+        (Some(Command::ClientCheck { domain, resolver, connect_timeout }), _) => {
+            client_check(domain, resolver.as_deref(), *connect_timeout, cli.format)
+        }
+        (Some(Command::Explain { code }), _) => explain(code.as_deref(), cli.format),
         (Some(Command::Audit), _) | (None, true) => with_inventory(&cli, |inv, rt| {
             let report = rt.block_on(audit_report(&inv)).0;
             print_report(&report, cli.format)
@@ -549,6 +576,91 @@ fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, overr
             eprintln!("kmsdns: undo {id}: {e}");
             2
         }
+    }
+}
+
+/// The resolvers a client-check asks: `--resolver`, or those of /etc/resolv.conf.
+fn resolvers(rt: &tokio::runtime::Runtime, flag: Option<&str>) -> Result<Vec<kmsdns::client_check::Resolver>, i32> {
+    use kmsdns::client_check::{DNS_TIMEOUT, Resolver, system_resolvers};
+    let Some(text) = flag else {
+        const RESOLV_CONF: &str = "/etc/resolv.conf";
+        let conf = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+        let found = system_resolvers(&conf);
+        if found.is_empty() {
+            eprintln!(
+                "kmsdns: {RESOLV_CONF} names no nameserver: a client in this state gets 0x8007267C (no DNS servers configured); name the client's resolver with --resolver ADDR"
+            );
+            return Err(EXIT_UNKNOWN);
+        }
+        return Ok(found.into_iter().map(|addr| Resolver { addr, from: RESOLV_CONF.into() }).collect());
+    };
+    let addr = kmsdns::inventory::ServerAddr::parse(text).map_err(|e| {
+        eprintln!("kmsdns: --resolver '{text}': {e}");
+        EXIT_UNKNOWN
+    })?;
+    match rt.block_on(kmsdns::observe::dns::server_socket_addrs(&addr, DNS_TIMEOUT)) {
+        Ok(list) => Ok(list.into_iter().map(|addr| Resolver { addr, from: "--resolver".into() }).collect()),
+        Err(e) => {
+            eprintln!("kmsdns: --resolver '{text}': {e}");
+            Err(EXIT_UNKNOWN)
+        }
+    }
+}
+
+fn client_check(domain: &str, resolver: Option<&str>, connect_timeout: std::time::Duration, format: Format) -> i32 {
+    use kmsdns::client_check::{DNS_RETRIES, DNS_TIMEOUT, Settings, check, judge};
+    let domain = match kmsdns::name::DnsName::parse(domain) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kmsdns: '{domain}' is not a DNS name: {e}");
+            return EXIT_UNKNOWN;
+        }
+    };
+    if connect_timeout.is_zero() {
+        eprintln!("kmsdns: --connect-timeout must be longer than 0");
+        return EXIT_UNKNOWN;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let resolvers = match resolvers(&rt, resolver) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let settings = Settings { resolvers, connect_timeout, dns_timeout: DNS_TIMEOUT, dns_retries: DNS_RETRIES };
+    let seen = rt.block_on(check(&domain, &settings));
+    let report = judge(&seen, now());
+    match format {
+        Format::Json => emit(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n")),
+        Format::Text => emit(&kmsdns::report::client::client_check_text(&report, WIDTH)),
+    }
+    report.exit_code
+}
+
+fn explain(code: Option<&str>, format: Format) -> i32 {
+    use kmsdns::explain::{Explained, explain, parse_code, table};
+    let Some(text) = code else {
+        match format {
+            Format::Json => emit(&(serde_json::to_string_pretty(table()).unwrap_or_default() + "\n")),
+            Format::Text => emit(&kmsdns::report::client::explain_list_text(table(), WIDTH)),
+        }
+        return 0;
+    };
+    let answer = match parse_code(text) {
+        Ok(n) => explain(n),
+        Err(e) => {
+            eprintln!("kmsdns: {e}");
+            return EXIT_UNKNOWN;
+        }
+    };
+    match format {
+        Format::Json => emit(&(serde_json::to_string_pretty(&answer).unwrap_or_default() + "\n")),
+        Format::Text => emit(&kmsdns::report::client::explain_text(&answer, WIDTH)),
+    }
+    match answer {
+        Explained::Known { .. } => 0,
+        Explained::Unknown { .. } => 1,
     }
 }
 

@@ -17,6 +17,8 @@ use crate::inventory::Inventory;
 use crate::name::DnsName;
 use crate::observe::{Observation, ProbeState, ReadError, Resolution, SrvAnswer, SrvRecord};
 
+pub mod client;
+
 pub const SCHEMA: u32 = 1;
 /// The audit could not run (bad config, no runtime): "unknown" to a monitoring system.
 pub const EXIT_UNKNOWN: i32 = 3;
@@ -338,6 +340,38 @@ mod tests {
     }
 
     #[test]
+    fn the_failover_ends_with_the_count_the_pinned_clients_and_the_ttl() {
+        use crate::failover::Runbook;
+        let mut rb = Runbook {
+            from: DnsName::parse("kms1.corp.test").unwrap(),
+            to: DnsName::parse("kms2.corp.test").unwrap(),
+            applied: true,
+            steps: vec![],
+            left: vec![],
+            cache_ttl: Some(3600),
+            to_port: 1688,
+            ok: true,
+        };
+        let text = runbook_text(&rb, 100);
+        let tail = &text[text.find("what clients see after the failover:").expect(&text)..];
+        for want in [
+            "kms2.corp.test activates client editions of Windows only once its count reaches 25, server editions once it reaches 5",
+            "0xC004F038",
+            "clients pointed at kms1.corp.test with `slmgr /skms` do not use DNS",
+            "change each by hand",
+            "for up to 1h (their TTL, 3600 s)",
+        ] {
+            assert!(
+                tail.replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ").contains(want),
+                "{want:?} in:\n{tail}"
+            );
+        }
+        assert!(text.trim_end().ends_with("done: every server serves the new records"), "{text}");
+        rb.cache_ttl = None;
+        assert!(!runbook_text(&rb, 100).contains("for up to"));
+    }
+
+    #[test]
     fn wrapping_keeps_lines_within_the_width() {
         let mut out = String::new();
         let body = "word ".repeat(60);
@@ -569,6 +603,10 @@ pub fn runbook_text(rb: &crate::failover::Runbook, width: usize) -> String {
             push_wrapped(&mut out, "  - ", l, width);
         }
     }
+    out.push_str("\nwhat clients see after the failover:\n");
+    for note in after_failover(rb) {
+        push_wrapped(&mut out, "  - ", &note, width);
+    }
     let verdict = if rb.ok && rb.applied {
         "done: every server serves the new records"
     } else if rb.ok {
@@ -578,6 +616,29 @@ pub fn runbook_text(rb: &crate::failover::Runbook, width: usize) -> String {
     };
     let _ = writeln!(out, "\n{verdict}");
     out
+}
+
+/// What the seed tells an operator after a KMS host dies: the new host's count, the clients
+/// DNS does not reach, and how long caches keep the old records.
+fn after_failover(rb: &crate::failover::Runbook) -> Vec<String> {
+    let (from, to) = (&rb.from, &rb.to);
+    let cache = match rb.cache_ttl {
+        Some(ttl) => format!(
+            "resolvers and clients' DNS caches may keep the old records, with {from}, for up to {} (their TTL, {ttl} s): until then some clients still try {from} and lose time on it before they move on",
+            crate::client_check::human_secs(ttl)
+        ),
+        None => "no record was replaced here, so no cache holds an old one from this failover; `kmsdns client-check DOMAIN` shows what a client's resolver still hands out".to_string(),
+    };
+    vec![
+        format!(
+            "{to} activates client editions of Windows only once its count reaches 25, server editions once it reaches 5: a host that has not served clients before counts from 0, so its first clients fail with 0xC004F038 for a while (`slmgr /dli` on {to} shows the count)"
+        ),
+        format!(
+            "clients pointed at {from} with `slmgr /skms` do not use DNS, so this failover does not reach them: change each by hand (`slmgr /ckms`, or `slmgr /skms {to}:{}`)",
+            rb.to_port
+        ),
+        cache,
+    ]
 }
 
 /// What `kmsdns repair --acl` did, for a person.

@@ -1,7 +1,8 @@
 //! Reading DNS from authoritative servers: one question at a time to one server, and every
 //! answer checked against its question before it counts as evidence.
 //!
-//! Questions go with RD=0 (we want the server's own authoritative data, never a recursion),
+//! Questions go with RD=0 (we want the server's own authoritative data, never a recursion;
+//! the one exception is [`DnsReader::recursive`], a client's question for `client-check`),
 //! over one shared UDP socket per server ([`crate::net::ServerSocket`]), repeated over TCP
 //! when the answer is truncated, with our own timeout and retries.
 //!
@@ -84,6 +85,8 @@ struct Server {
 struct Question<'a> {
     name: &'a DnsName,
     rtype: RecordType,
+    /// RD=1: only [`DnsReader::recursive`] asks so.
+    recursive: bool,
 }
 
 impl std::fmt::Display for Question<'_> {
@@ -132,8 +135,8 @@ impl DnsReader {
     ) -> (SrvAnswer, Result<u32, ReadError>, Option<DnsName>) {
         let owner = zone.vlmcs_owner();
         let (srv, soa) = tokio::join!(
-            self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV }),
-            self.authoritative(server, Question { name: zone, rtype: RecordType::SOA })
+            self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV, recursive: false }),
+            self.authoritative(server, Question { name: zone, rtype: RecordType::SOA, recursive: false })
         );
         let srv = match srv {
             Ok(Answer::Records(rs)) => srv_answer(&owner, &rs),
@@ -163,8 +166,8 @@ impl DnsReader {
     /// A and AAAA of `name` on one server, aliases followed as far as its answer goes.
     pub async fn addresses_on(&self, server: SocketAddr, name: &DnsName) -> AddressAnswer {
         let (a, aaaa) = tokio::join!(
-            self.authoritative(server, Question { name, rtype: RecordType::A }),
-            self.authoritative(server, Question { name, rtype: RecordType::AAAA })
+            self.authoritative(server, Question { name, rtype: RecordType::A, recursive: false }),
+            self.authoritative(server, Question { name, rtype: RecordType::AAAA, recursive: false })
         );
         let (a, aaaa) = match (a, aaaa) {
             (Ok(a), Ok(aaaa)) => (a, aaaa),
@@ -217,6 +220,19 @@ impl DnsReader {
         }))
         .await;
         combine(answers)
+    }
+
+    /// One question to a recursive resolver with RD=1, as a KMS client asks it (`kmsdns
+    /// client-check`): the response as the resolver gives it, from its cache or not, checked
+    /// against the question like every answer, but not classified: a resolver's answer is
+    /// not authoritative, and the caller reads its TTLs. Everything else asks with RD=0.
+    pub async fn recursive(
+        &self,
+        resolver: SocketAddr,
+        name: &DnsName,
+        rtype: RecordType,
+    ) -> Result<Message, ReadError> {
+        self.exchange(resolver, Question { name, rtype, recursive: true }).await
     }
 
     /// One authoritative question: UDP, TCP when truncated, retried after a timeout.
@@ -372,10 +388,10 @@ fn ttl(raw: u32) -> u32 {
     if raw > i32::MAX as u32 { 0 } else { raw }
 }
 
-/// A query for `q`, RD=0, with ID 0 (the sender sets the ID).
+/// A query for `q`, RD=0 unless it is a resolver's question, with ID 0 (the sender sets the ID).
 fn encode_query(q: Question<'_>, edns: bool) -> Result<Vec<u8>, ReadError> {
     let mut m = Message::new(0, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = false;
+    m.metadata.recursion_desired = q.recursive;
     let mut query = Query::query(q.name.to_hickory(), q.rtype);
     query.set_query_class(DNSClass::IN);
     m.add_query(query);

@@ -10,6 +10,7 @@ mod estate;
 pub mod interop;
 mod knot;
 mod pdns;
+mod resolver;
 mod rogue;
 pub mod run;
 mod samba;
@@ -19,6 +20,7 @@ pub use estate::Estate;
 pub use interop::DnsLab;
 pub use knot::KnotLab;
 pub use pdns::{PdnsLab, UpdatePolicy};
+pub use resolver::Resolver;
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
 pub use samba::SambaLab;
 
