@@ -199,16 +199,20 @@ impl Serve {
             asked.with_edns += usize::from(edns);
             asked.over_tcp += usize::from(tcp);
         }
-        if query.metadata.op_code == OpCode::Update {
+        let update = query.metadata.op_code == OpCode::Update;
+        if update {
             self.asked.lock().unwrap().updates += 1;
-            let mut m = Message::response(query.metadata.id, OpCode::Update);
-            m.add_queries(query.queries.clone());
-            return m.to_vec().ok();
         }
         let q = query.queries.first()?;
         let name = q.name().to_ascii().trim_end_matches('.').to_lowercase();
         let id = query.metadata.id.to_be_bytes();
         match (self.script)(&name, q.query_type(), tcp, edns) {
+            // Unscripted, an UPDATE gets NOERROR and changes nothing.
+            None if update => {
+                let mut m = Message::response(query.metadata.id, OpCode::Update);
+                m.add_queries(query.queries.clone());
+                m.to_vec().ok()
+            }
             None => self.zone.answer(&query).to_vec().ok(),
             Some(Reply::Bent(bend)) => {
                 let mut m = self.zone.answer(&query);
