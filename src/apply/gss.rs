@@ -107,8 +107,8 @@ pub async fn with_session<T>(
     server_name: &DnsName,
     principal: Option<&str>,
     timeout: Duration,
-    f: impl AsyncFnOnce(&mut Session) -> Result<T, super::rfc2136::UpdateError>,
-) -> Result<T, super::rfc2136::UpdateError> {
+    f: impl AsyncFnOnce(&mut Session) -> Result<T, super::error::UpdateError>,
+) -> Result<T, super::error::UpdateError> {
     let mut map = sessions().lock().await;
     let fresh = match map.get(&server) {
         Some(s) => s.expires <= Instant::now() + Duration::from_secs(30),
@@ -118,11 +118,11 @@ pub async fn with_session<T>(
         map.remove(&server);
         let s = negotiate(server, server_name, principal, timeout)
             .await
-            .map_err(|e| super::rfc2136::UpdateError::Gss { zone: None, server, why: e.to_string() })?;
+            .map_err(|e| super::error::UpdateError::Gss { zone: None, server, why: e.to_string() })?;
         map.insert(server, s);
     }
     let Some(session) = map.get_mut(&server) else {
-        return Err(super::rfc2136::UpdateError::Gss { zone: None, server, why: "the context was lost".into() });
+        return Err(super::error::UpdateError::Gss { zone: None, server, why: "the context was lost".into() });
     };
     f(session).await
 }
@@ -233,7 +233,7 @@ async fn tkey_exchange(
         error: 0,
         key: token,
     });
-    let mut m = Message::new(super::rfc2136::rand_id(), MessageType::Query, OpCode::Query);
+    let mut m = Message::new(crate::net::random_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = false;
     let mut q = Query::query(key_name.clone(), RecordType::Unknown(tkey::TYPE_TKEY));
     q.set_query_class(DNSClass::ANY);

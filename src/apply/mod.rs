@@ -11,6 +11,7 @@
 //! Messages go out through [`transport`], the one way bytes reach a server.
 
 pub mod acl;
+pub mod error;
 #[cfg(feature = "gss-tsig")]
 pub mod gss;
 pub mod retry;
@@ -20,7 +21,8 @@ pub mod transport;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use rfc2136::{Auth, RrsetUpdate, UpdateError};
+pub use error::UpdateError;
+pub use rfc2136::{Auth, RrsetUpdate};
 
 use crate::inventory::Policy;
 use crate::journal::{Applied, Journal, JournalError};

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::rfc2136::UpdateError;
+use super::error::UpdateError;
 
 /// How often, and after what pauses, a SERVFAIL'd UPDATE is sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

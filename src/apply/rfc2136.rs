@@ -18,6 +18,7 @@ use hickory_proto::rr::rdata::SRV;
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+pub use super::error::UpdateError;
 use super::retry::{Backoff, on_servfail};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
@@ -57,86 +58,6 @@ impl RrsetUpdate {
 
 /// Why an UPDATE did not take effect. Messages name the zone, the server and the fix; none
 /// carries a secret.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum UpdateError {
-    #[error("zone {zone}: update refused by {server} (REFUSED): {hint}")]
-    Refused { zone: DnsName, server: SocketAddr, hint: String },
-    /// REFUSED, unsigned, to a signed update: the server did not take the signature (PowerDNS
-    /// answers a wrong secret so; a key it accepts but does not allow gets a signed REFUSED).
-    #[error("zone {zone}: {server} refused the update with an unsigned answer (REFUSED): {hint}")]
-    SignatureRefused { zone: DnsName, server: SocketAddr, hint: String },
-    #[error("zone {zone}: {server} rejected the signature (NOTAUTH, TSIG error {tsig}): {hint}")]
-    BadSignature { zone: DnsName, server: SocketAddr, tsig: String, hint: String },
-    #[error("zone {zone}: {server} is not authoritative for the zone (NOTAUTH); check `primary =`")]
-    NotAuthoritative { zone: DnsName, server: SocketAddr },
-    #[error("zone {zone}: {server} says the records are outside the zone (NOTZONE); check the zone name")]
-    NotZone { zone: DnsName, server: SocketAddr },
-    /// SERVFAIL to every one of `attempts` sends ([`super::retry`]).
-    #[error(
-        "zone {zone}: {server} failed the update (SERVFAIL, {attempts} attempt(s) with pauses); its log says why (Samba answers SERVFAIL when AD denies the write)"
-    )]
-    ServFail { zone: DnsName, server: SocketAddr, attempts: u32 },
-    #[error("zone {zone}: the RRset changed since it was observed ({rcode} from {server}); nothing was overwritten")]
-    Conflict { zone: DnsName, server: SocketAddr, rcode: String },
-    #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
-    Timeout { zone: DnsName, server: SocketAddr, timeout: Duration },
-    /// Nothing was sent.
-    #[error("zone {zone}: cannot reach {server}: {why}")]
-    Network { zone: DnsName, server: SocketAddr, why: String },
-    /// Sent, and the answer was lost: the server may have applied it.
-    #[error(
-        "zone {zone}: the update was sent to {server}, but its answer was lost ({why}); the server may have applied it: the journal says \"unknown\" until the next run sees the zone"
-    )]
-    Lost { zone: DnsName, server: SocketAddr, why: String },
-    #[error(
-        "zone {zone}: the answer from {server} cannot be trusted: {why}; see what the servers hold with `kmsdns audit`"
-    )]
-    UnverifiedAnswer { zone: DnsName, server: SocketAddr, why: String },
-    #[error("zone {zone}: {server} answered {rcode}")]
-    Other { zone: DnsName, server: SocketAddr, rcode: String },
-    #[error("zone {zone}: cannot sign the update: {why}")]
-    Signing { zone: DnsName, why: String },
-    #[error(
-        "zone {zone}: update denied by {server} ({rcode}): the Kerberos account may not write _vlmcs._tcp; `kmsdns audit` shows the ACL (update-blocked-acl), `kmsdns repair --acl` fixes it"
-    )]
-    Denied { zone: DnsName, server: SocketAddr, rcode: String },
-    #[error("zone {}: GSS-TSIG with {server}: {why}", zone.as_ref().map(|z| z.to_string()).unwrap_or_default())]
-    Gss { zone: Option<DnsName>, server: SocketAddr, why: String },
-}
-
-impl UpdateError {
-    /// The server's answer, short, as the journal records it.
-    pub fn answer(&self) -> String {
-        match self {
-            UpdateError::Refused { .. } => "REFUSED".into(),
-            UpdateError::SignatureRefused { .. } => "REFUSED (unsigned)".into(),
-            UpdateError::BadSignature { tsig, .. } => format!("NOTAUTH ({tsig})"),
-            UpdateError::NotAuthoritative { .. } => "NOTAUTH".into(),
-            UpdateError::NotZone { .. } => "NOTZONE".into(),
-            UpdateError::ServFail { .. } => "SERVFAIL".into(),
-            UpdateError::Conflict { rcode, .. } => rcode.clone(),
-            UpdateError::Timeout { .. } => "timeout".into(),
-            UpdateError::Network { why, .. } => format!("not sent: {why}"),
-            UpdateError::Lost { why, .. } => format!("lost: {why}"),
-            UpdateError::UnverifiedAnswer { why, .. } => format!("unverified: {why}"),
-            UpdateError::Other { rcode, .. } => rcode.clone(),
-            UpdateError::Signing { why, .. } => format!("not sent: {why}"),
-            UpdateError::Denied { rcode, .. } => format!("{rcode} (denied)"),
-            UpdateError::Gss { why, .. } => format!("not sent: GSS-TSIG: {why}"),
-        }
-    }
-
-    /// A prerequisite failed: someone else changed the RRset.
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, UpdateError::Conflict { .. })
-    }
-
-    /// True when the server may have applied the change although we cannot tell.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(self, UpdateError::Timeout { .. } | UpdateError::Lost { .. } | UpdateError::UnverifiedAnswer { .. })
-    }
-}
-
 fn srv_record(owner: &DnsName, r: &SrvRecord, ttl: u32, class: DNSClass) -> Record {
     let rdata = RData::SRV(SRV::new(r.priority, r.weight, r.port, r.target.to_hickory()));
     let mut rec = Record::from_rdata(owner.to_hickory(), ttl, rdata);
@@ -227,7 +148,7 @@ async fn send_gss(
 ) -> Result<(), UpdateError> {
     let zone = u.zone.clone();
     let result = super::gss::with_session(server, server_name, principal, timeout, async |session| {
-        let m = build(u, rand_id());
+        let m = build(u, crate::net::random_id());
         let (wire, request_mac) = session.sign(&m).map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?;
         let response = exchange(&zone, server, &wire, timeout).await?;
         let verified = match response.signature() {
@@ -365,7 +286,7 @@ async fn send_hmac(
     timeout: Duration,
 ) -> Result<(), UpdateError> {
     let zone = u.zone.clone();
-    let mut m = build(u, rand_id());
+    let mut m = build(u, crate::net::random_id());
     let now = unix_now();
     let signer = match key {
         Some(k) => Some(k.signer().map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?),
@@ -426,13 +347,6 @@ fn unsigned_refusal_hint(key: &str) -> String {
 fn other_time(other: &[u8]) -> Option<u64> {
     let b: [u8; 6] = other.try_into().ok()?;
     Some(u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
-}
-
-/// A random message ID: the one the server sees, so an answer cannot be guessed for it.
-pub(super) fn rand_id() -> u16 {
-    let mut b = [0u8; 2];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    u16::from_be_bytes(b)
 }
 
 #[cfg(test)]
