@@ -471,6 +471,7 @@ fn divergence(zone: &DnsName, readable: &[(&ServerView, &[SrvRecord])]) -> Optio
     ))
 }
 
+pub mod access;
 pub mod ad;
 
 #[cfg(test)]

@@ -356,8 +356,8 @@ async fn ad_check(
     account: &str,
     zones: &[DnsName],
 ) -> (StepResult, Vec<String>) {
+    use crate::audit::access::{computer_token, may_update};
     use crate::observe::ad::{AdRead, observe_ad};
-    use crate::wire::security::{computer_token, may_update};
     let view = match observe_ad(inv, ad).await {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => {
@@ -378,7 +378,7 @@ async fn ad_check(
             Some(sd) if may_update(sd, &token).allowed() => {
                 evidence.push(format!("zone {}: {account} may update _vlmcs._tcp", z.zone))
             }
-            Some(sd) if may_update(sd, &token).verdict == crate::wire::security::Verdict::Unknown => {
+            Some(sd) if may_update(sd, &token).verdict == crate::audit::access::Verdict::Unknown => {
                 blocked = true;
                 evidence.push(format!(
                     "zone {}: whether {account} may update _vlmcs._tcp is unknown: the DACL has ACEs kmsdns cannot evaluate (kmsdns --audit names them)",

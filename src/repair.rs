@@ -803,8 +803,9 @@ pub async fn repair_acl(
     override_policy: bool,
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
+    use crate::audit::access::may_update;
     use crate::observe::ad::AdRead;
-    use crate::wire::security::{Ace, may_update};
+    use crate::wire::security::Ace;
 
     let mut out = AclRepair { group: None, zones: vec![], not_members: vec![], error: None };
     let (Some(settings), Some(ad)) = (&inv.ad, &obs.ad) else {

@@ -599,8 +599,8 @@ fn check_descriptor(bytes: &[u8]) -> String {
         assert_eq!(&reread, sd, "re-encoding changed the descriptor");
         assert_eq!(reread.to_bytes().as_deref(), Ok(again.as_slice()), "encoding is not a fixed point");
         let _ = sd.to_sddl(Sid::new(5, &DOMAIN).ok().as_ref());
-        let token = security::computer_token(corp_sid(1104), &[corp_sid(1106), corp_sid(515)], false);
-        let decision = security::may_update(sd, &token);
+        let token = kmsdns::audit::access::computer_token(corp_sid(1104), &[corp_sid(1106), corp_sid(515)], false);
+        let decision = kmsdns::audit::access::may_update(sd, &token);
         let _ = decision.to_string();
         verdict = variant(&decision.verdict);
         if let Ok(fixed) = sd.with_ace_prepended(Ace::allow(corp_sid(1106), security::rights::FULL_CONTROL)) {

@@ -12,13 +12,14 @@
 
 use std::time::SystemTime;
 
+use super::access::{Verdict, computer_token, may_update};
 use super::{Code, Finding, Severity};
 use crate::inventory::{HostState, Inventory, Policy};
 use crate::name::DnsName;
 use crate::observe::SrvRecord;
 use crate::observe::ad::{AccountError, AdNode, AdRead, AdView, AdZone, ZoneProperties};
 use crate::wire::dnsp::{AllowUpdate, DnsRecord, RecordData, ZoneSettings, hours_since_1601};
-use crate::wire::security::{Sid, Verdict, computer_token, may_update};
+use crate::wire::security::Sid;
 
 /// KMS hosts re-register `_vlmcs._tcp` every 24 hours (kms-dns-ad.md §1.2).
 const KMS_REFRESH_HOURS: u32 = 24;
