@@ -2,33 +2,52 @@
 //!
 //! ```text
 //! inventory (desired)  ─┐
-//!                       ├─► audit ─► findings ─► plan ─► apply (RFC 2136 / LDAP) ─► journal
-//! observe (DNS, AD,    ─┘      pure        pure          I/O
+//!                       ├─► audit ─► findings ─► plan ─► apply (RFC 2136 / LDAP) ─► verify ─► journal
+//! observe (DNS, AD,    ─┘      pure        pure          I/O, the one send path
 //!          probes)  I/O
 //! ```
 //!
-//! **Inventory** ([`inventory`]): the TOML file an admin writes, the KMS hosts, the zones they
-//! publish in, the authoritative servers. Parsed strictly; every problem is reported with
-//! file, line, column and key.
+//! **Inventory** ([`inventory`]): the TOML file an admin writes: the KMS hosts, the zones they
+//! publish in, the authoritative servers, the keys. Parsed strictly; every problem is reported
+//! with file, line, column and key.
 //!
-//! **Observe** ([`observe`]): the only code that reads the world. It asks every authoritative
-//! server of every zone for `_vlmcs._tcp` SRV and the SOA serial, resolves each target once,
-//! and probes each (address, port) with a DCE/RPC bind to the KMS interface ([`wire::rpc`]).
-//! A failed read is recorded as unknown, never as empty.
+//! **Observe** ([`observe`], over [`net`]): what the world says now. Every authoritative server
+//! of every zone is asked for `_vlmcs._tcp` SRV and the SOA; each target is looked up where it
+//! lives (every server of the declared zone that holds it, aliases followed across zones, else
+//! the system resolver); each (address, port) gets a DCE/RPC bind to the KMS interface
+//! ([`wire::rpc`]); with `[ad]`, the directory's dnsNode objects and ACLs are read over LDAP.
+//! An answer is evidence only for the question it answers; a read that failed or does not match
+//! is *unknown*, never empty.
 //!
-//! **Audit** ([`audit`]): a pure function from inventory and observation to findings, each
-//! with a code from a fixed list, a severity, a message and a fix.
+//! **Audit** ([`audit`], with the AD access check in [`audit::access`]): a pure function from
+//! inventory and observation to findings, each with a code from a fixed list, a severity, a
+//! message and a fix. Unknown gives no verdict.
 //!
-//! **Report** ([`report`]): findings as text for a person or JSON for a program, and the exit
-//! code of the monitoring-plugin convention.
+//! **Plan** ([`plan`]): pure: (inventory, observation, findings) → the smallest change per zone,
+//! behind every safety rail (unreadable or disagreeing servers, the blind probe, `max_deletes`,
+//! the last live target, the policy). A plan file ([`plan::file`]) is sealed by a digest and
+//! re-checked by the same rails when applied.
 //!
-//! **Client check** ([`client_check`]): discovery as a KMS client does it, through the
-//! client's recursive resolver (RD=1) rather than the authoritative servers, the targets in
-//! RFC 2782 order, each probed, and what a client loses on each. [`explain`] maps activation
-//! error codes to the findings that detect their cause.
+//! **Apply** ([`apply`]): the only code that writes. [`apply::commit`] (DNS UPDATE, TSIG or
+//! GSS-TSIG) and [`apply::acl`] (the dnsNode DACL) enforce, for every command, the zone's
+//! policy (or the operator's `--override-policy`), the dry run, and the journal; bytes reach
+//! servers through [`apply::transport`]. [`repair`] carries a plan out: it re-reads the
+//! evidence of each delete over TCP, confirms dead hosts with further probes, sends, and
+//! verifies on every server that the change is visible (a NOERROR the primary does not show is
+//! "not applied").
 //!
-//! Plan, apply and journal come next (RFC 2136 repair); [`demo`] and [`responder`] stage a
-//! small world on loopback so the whole pipeline can be seen without a real DNS or AD.
+//! **Journal** ([`journal`]): every change before and after it is sent, with its outcome
+//! applied | not-applied | unknown; the next observation settles unknown; undo.
+//!
+//! **Report** ([`report`]): text for a person, JSON for a program, the monitoring-plugin exit
+//! codes.
+//!
+//! **Commands beside the cycle**: [`daemon`] (`kmsdns run`: timers, time-based hysteresis in
+//! [`health`], reload, signals, [`metrics`]); [`failover`] (the runbook after a host dies);
+//! [`client_check`] (discovery as a client does it, through its recursive resolver) and
+//! [`explain`] (activation error codes → findings); [`demo`] and [`responder`] (a small world
+//! on loopback). [`keys`] reads TSIG key files, [`name`] is the DNS name type, [`wire`] holds
+//! the pure codecs (MS-DNSP dnsRecord, security descriptors, DCE/RPC bind, TKEY).
 
 pub mod apply;
 pub mod audit;

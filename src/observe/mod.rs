@@ -1,4 +1,5 @@
-//! Observation: what the world says now. The only part of the audit that does I/O.
+//! Observation: what the world says now. It only reads: every write goes through
+//! [`crate::apply`] (repair and failover read through this module too, never beside it).
 //!
 //! One run asks every authoritative server of every zone for `_vlmcs._tcp` SRV and the SOA
 //! serial, resolves each distinct SRV target and inventory host once, and probes each
