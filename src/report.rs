@@ -485,10 +485,13 @@ pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> Str
             push_wrapped(&mut out, "  result: ", &r, width);
         }
         for s in &o.servers {
-            let mark = match (s.converged, s.moved_on) {
-                (true, false) => "ok",
-                (true, true) => "ok, moved on",
-                (false, _) => "LAGGING",
+            let applied = matches!(o.result, ZoneResult::Applied { .. });
+            let mark = match (s.converged, s.moved_on, applied) {
+                (true, false, _) => "ok",
+                (true, true, _) => "ok, moved on",
+                (false, _, true) => "LAGGING",
+                // The change was not made: nobody is behind.
+                (false, _, false) => "unchanged",
             };
             push_wrapped(&mut out, &format!("    {} {mark}: ", s.server), &s.answer, width);
         }
