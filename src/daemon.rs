@@ -457,12 +457,14 @@ fn log_findings(previous: &mut BTreeMap<FindingKey, Finding>, findings: &[Findin
     for (k, f) in &now {
         if !previous.contains_key(k) {
             let server = f.server.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            // Recorded only when present (tracing skips a None field).
+            let field = f.server.as_deref();
             match f.severity {
                 Severity::Critical => {
-                    warn!(zone = %f.zone, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    warn!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
                 _ => {
-                    info!(zone = %f.zone, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    info!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
             }
         }

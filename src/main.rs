@@ -160,8 +160,9 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(EXIT_UNKNOWN as u8))
 }
 
-/// Logs go to journald (with structured fields) when systemd connected stderr to the journal,
-/// and as plain lines to stderr otherwise.
+/// Logs go to journald, with the events' fields (zone, server, code) as journal fields, when
+/// systemd connected stderr to the journal; otherwise as plain lines to stderr, coloured only
+/// when stderr is a terminal (and NO_COLOR is unset), so a log file holds no escape codes.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -172,11 +173,24 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kmsdns={level},hickory_server=error,warn")));
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok())
+    let journald = stderr_is_journal()
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
         .map(|l| l.with_syslog_identifier("kmsdns".into()));
-    let stderr = journald.is_none().then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let stderr =
+        journald.is_none().then(|| tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr));
     tracing_subscriber::registry().with(filter).with(journald).with(stderr).init();
+}
+
+/// systemd sets JOURNAL_STREAM to the device and inode of the stream it connected stderr to;
+/// a process whose stderr was redirected since inherits the variable but not the stream
+/// (systemd.exec(5), "JOURNAL_STREAM").
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else { return false };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
 }
 
 fn run_daemon(cli: &Cli) -> i32 {
