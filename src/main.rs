@@ -114,6 +114,8 @@ enum Command {
 enum Format {
     Text,
     Json,
+    /// One monitoring-plugin line with performance data; `audit` only.
+    Nagios,
 }
 
 fn main() -> ExitCode {
@@ -133,11 +135,14 @@ fn main() -> ExitCode {
     init_logging(verbosity);
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
+        (Some(Command::Audit), _) | (None, true) => audit(&cli),
+        _ if cli.format == Format::Nagios => {
+            eprintln!(
+                "kmsdns: --format nagios is the audit's check line (`kmsdns audit`); this command writes text or json"
+            );
+            EXIT_UNKNOWN
+        }
         (Some(Command::Demo), _) => demo(cli.format),
-        (Some(Command::Audit), _) | (None, true) => with_inventory(&cli, |inv, rt| {
-            let report = rt.block_on(audit_report(&inv)).0;
-            print_report(&report, cli.format)
-        }),
         (Some(Command::Plan { out }), _) => with_inventory(&cli, |inv, rt| plan(&inv, rt, cli.format, out.as_deref())),
         (Some(Command::Repair { apply, acl: false }), _) => {
             with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply))
@@ -286,11 +291,36 @@ fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn print_report(report: &AuditReport, format: Format) -> i32 {
-    match format {
-        Format::Json => emit(&(report.to_json() + "\n")),
-        Format::Text => emit(&report.to_text(WIDTH, colour())),
+/// `kmsdns audit`. As a check (`--format nagios`) it writes its one line whatever happens,
+/// an invalid configuration included, for the monitoring system shows nothing else.
+fn audit(cli: &Cli) -> i32 {
+    if cli.format != Format::Nagios {
+        return with_inventory(cli, |inv, rt| {
+            let report = rt.block_on(audit_report(&inv)).0;
+            match cli.format {
+                Format::Json => emit(&(report.to_json() + "\n")),
+                Format::Text | Format::Nagios => emit(&report.to_text(WIDTH, colour())),
+            }
+            report.summary.exit_code
+        });
     }
+    let unknown = |why: String| {
+        let (line, code) = kmsdns::report::nagios::unknown(&why);
+        emit(&line);
+        code
+    };
+    let inv = match Inventory::load(&cli.config) {
+        Ok(inv) => inv,
+        Err(e) => return unknown(format!("invalid configuration: {e}")),
+    };
+    use_keytab(&inv);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return unknown(format!("cannot start the async runtime: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let report = rt.block_on(audit_report(&inv)).0;
+    emit(&kmsdns::report::nagios::line(&report, started.elapsed()));
     report.summary.exit_code
 }
 
@@ -313,7 +343,7 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
     }
     match format {
         Format::Json => emit(&json),
-        Format::Text => {
+        Format::Text | Format::Nagios => {
             let mut text = String::new();
             for z in &file.zones {
                 kmsdns::report::zone_plan_text(&mut text, z, WIDTH);
@@ -379,7 +409,7 @@ fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], 
             };
             emit(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
         }
-        Format::Text => emit(&kmsdns::report::repair_text(outcomes, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::repair_text(outcomes, WIDTH)),
     }
     code
 }
@@ -410,7 +440,7 @@ fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: b
     });
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&result).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::acl_text(&result, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::acl_text(&result, WIDTH)),
     }
     kmsdns::report::acl_exit_code(&result)
 }
@@ -497,7 +527,7 @@ fn failover(
     }
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&runbook).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::runbook_text(&runbook, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::runbook_text(&runbook, WIDTH)),
     }
     if runbook.ok { 0 } else { 2 }
 }
@@ -511,7 +541,7 @@ fn journal(cli: &Cli, inv: &Inventory) -> i32 {
         Ok(entries) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n")),
-                Format::Text => emit(&kmsdns::report::journal_text(&entries)),
+                Format::Text | Format::Nagios => emit(&kmsdns::report::journal_text(&entries)),
             }
             0
         }
@@ -531,7 +561,7 @@ fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64) -> i3
         Ok(outcome) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n")),
-                Format::Text => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
+                Format::Text | Format::Nagios => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
             }
             match outcome.result {
                 kmsdns::repair::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,

@@ -17,6 +17,8 @@ use crate::inventory::Inventory;
 use crate::name::DnsName;
 use crate::observe::{Observation, ProbeState, ReadError, Resolution, SrvAnswer, SrvRecord};
 
+pub mod nagios;
+
 pub const SCHEMA: u32 = 1;
 /// The audit could not run (bad config, no runtime): "unknown" to a monitoring system.
 pub const EXIT_UNKNOWN: i32 = 3;
