@@ -433,9 +433,11 @@ impl Daemon {
         if let Ok(mut m) = self.metrics.lock() {
             m.findings.clear();
             for f in &findings {
-                *m.findings.entry((f.zone.to_string(), f.code.as_str().to_string())).or_default() += 1;
+                *m.findings.entry((f.zone.to_string(), f.code.as_str().to_string(), f.severity)).or_default() += 1;
             }
             m.probes = self.health.verdicts().collect();
+            m.observe(inv, &obs);
+            m.audit_interval_seconds = inv.daemon.interval.as_secs_f64();
             m.last_cycle_end = unix_now();
             m.cycle_seconds = elapsed.as_secs_f64();
             m.cycles += 1;
