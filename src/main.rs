@@ -118,7 +118,15 @@ enum Format {
     Nagios,
 }
 
+/// Set to a directory, `kmsdns` writes there the man pages and completions the Debian package
+/// ships (scripts/build-deb), made from this very definition of the arguments, and exits. An
+/// environment variable rather than a subcommand: completions would offer a subcommand.
+const PACKAGE_ASSETS_ENV: &str = "KMSDNS_GENERATE_PACKAGE_ASSETS";
+
 fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(PACKAGE_ASSETS_ENV) {
+        return ExitCode::from(package_assets(Path::new(&dir)) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -196,6 +204,30 @@ fn stderr_is_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
     let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else { return false };
     std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
+}
+
+/// The man pages (DIR/man: `kmsdns.1`, one per command, `kmsdns-audit.1`...) and the bash,
+/// zsh and fish completions (DIR/completions).
+fn package_assets(dir: &Path) -> i32 {
+    use clap::CommandFactory;
+    let written = (|| {
+        let man = dir.join("man");
+        let completions = dir.join("completions");
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&completions)?;
+        clap_mangen::generate_to(Cli::command(), &man)?;
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            clap_complete::generate_to(shell, &mut Cli::command(), "kmsdns", &completions)?;
+        }
+        Ok::<_, std::io::Error>(())
+    })();
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kmsdns: cannot write the package assets to {}: {e}", dir.display());
+            EXIT_UNKNOWN
+        }
+    }
 }
 
 fn run_daemon(cli: &Cli) -> i32 {
