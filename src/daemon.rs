@@ -388,7 +388,8 @@ impl Daemon {
         self.endpoints = current;
         obs.probes = self.health.effective();
 
-        let findings = audit(inv, &obs);
+        let mut findings = audit(inv, &obs);
+        findings.extend(crate::audit::ttl_findings(inv, &obs));
         log_findings(&mut self.findings, &findings);
         let plan = plan(inv, &obs, &findings);
         let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
