@@ -50,6 +50,7 @@ pub enum Code {
     AdDnsDivergence,
     AdUnreachable,
     AdUnreadable,
+    TtlAboveFailover,
 }
 
 impl Code {
@@ -65,7 +66,7 @@ impl Code {
             | Code::ActiveHostDown
             | Code::UpdateAclUnknown
             | Code::AdUnreadable => Severity::Warning,
-            Code::ZoneSecureOnly => Severity::Info,
+            Code::ZoneSecureOnly | Code::TtlAboveFailover => Severity::Info,
             _ => Severity::Critical,
         }
     }
@@ -93,6 +94,7 @@ impl Code {
             Code::AdDnsDivergence => "ad-dns-divergence",
             Code::AdUnreachable => "ad-unreachable",
             Code::AdUnreadable => "ad-unreadable",
+            Code::TtlAboveFailover => "ttl-above-failover",
         }
     }
 }
@@ -356,6 +358,46 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, out: &mut Vec
     }
 }
 
+/// A TTL is "far above" the daemon's failover bound past this many bounds.
+pub const TTL_BOUNDS: u64 = 10;
+
+/// `ttl-above-failover` for each zone `kmsdns run` repairs (policy = "repair") whose SRV TTL,
+/// as served or as kmsdns writes it, is more than [`TTL_BOUNDS`] times the failover bound
+/// (`fail_after × probe_interval`): a caching resolver keeps handing out a removed host for
+/// that long. Only the daemon asks for it, since the bound is the daemon's.
+pub fn ttl_findings(inv: &Inventory, obs: &Observation) -> Vec<Finding> {
+    let bound = inv.daemon.probe_interval.saturating_mul(inv.daemon.fail_after).as_secs().max(1);
+    let limit = bound.saturating_mul(TTL_BOUNDS);
+    let mut out = Vec::new();
+    for view in &obs.zones {
+        if inv.zone(&view.zone).is_none_or(|z| z.policy != crate::inventory::Policy::Repair) {
+            continue;
+        }
+        let served = view.servers.iter().filter_map(|s| s.srv.known_records()).flatten().map(|r| r.ttl).max();
+        let worst = served.unwrap_or(0).max(inv.defaults.ttl);
+        if u64::from(worst) <= limit {
+            continue;
+        }
+        let served = served.map(|t| format!("served with TTL {t} s, ")).unwrap_or_default();
+        out.push(Finding {
+            code: Code::TtlAboveFailover,
+            severity: Code::TtlAboveFailover.severity(),
+            zone: view.zone.clone(),
+            server: None,
+            record: None,
+            target: None,
+            message: format!(
+                "_vlmcs._tcp.{} is {served}and kmsdns writes TTL {} s, but the daemon removes a dead host within {bound} s: after a repair or failover, caching resolvers keep handing out the dead host for up to {worst} s",
+                view.zone, inv.defaults.ttl
+            ),
+            fix: format!(
+                "set [defaults] ttl to {limit} s or less (300 is a common choice); records already published keep their TTL until they are rewritten"
+            ),
+        });
+    }
+    out
+}
+
 /// The SRV record an inventory host should have.
 pub fn wanted_record(inv: &Inventory, host: &KmsHost) -> SrvRecord {
     SrvRecord {
@@ -476,3 +518,40 @@ pub mod ad;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ttl_tests {
+    use super::*;
+    use crate::testkit::World;
+
+    const REPAIR: &str = "policy = \"repair\"\nallow_unsigned = true";
+
+    #[test]
+    fn a_repaired_zone_served_for_an_hour_is_told_that_failover_waits_for_caches() {
+        // Defaults: the daemon drops a dead host within 3 × 10 s; the records say 3600 s.
+        let w = World::with_zone_settings(REPAIR, &["kms1.corp.test"]);
+        let found = ttl_findings(&w.inv, &w.obs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!((f.code.as_str(), f.severity), ("ttl-above-failover", Severity::Info));
+        assert!(f.message.contains("served with TTL 3600 s") && f.message.contains("within 30 s"), "{}", f.message);
+        assert!(f.fix.contains("set [defaults] ttl to 300 s or less"), "{}", f.fix);
+    }
+
+    #[test]
+    fn short_ttls_and_zones_the_daemon_only_audits_say_nothing() {
+        let mut w = World::with_zone_settings(REPAIR, &["kms1.corp.test"]);
+        w.inv.defaults.ttl = 300;
+        for s in &mut w.obs.zones[0].servers {
+            if let crate::observe::SrvAnswer::Records { records } = &mut s.srv {
+                records.iter_mut().for_each(|r| r.ttl = 300);
+            }
+        }
+        assert_eq!(ttl_findings(&w.inv, &w.obs), vec![]);
+        // A TTL kmsdns would write is enough to say it, even before any record is served.
+        w.inv.defaults.ttl = 301;
+        assert_eq!(ttl_findings(&w.inv, &w.obs).len(), 1);
+        let audit_only = World::new(&["kms1.corp.test"]);
+        assert_eq!(ttl_findings(&audit_only.inv, &audit_only.obs), vec![]);
+    }
+}

@@ -388,7 +388,8 @@ impl Daemon {
         self.endpoints = current;
         obs.probes = self.health.effective();
 
-        let findings = audit(inv, &obs);
+        let mut findings = audit(inv, &obs);
+        findings.extend(crate::audit::ttl_findings(inv, &obs));
         log_findings(&mut self.findings, &findings);
         let plan = plan(inv, &obs, &findings);
         let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
@@ -433,9 +434,11 @@ impl Daemon {
         if let Ok(mut m) = self.metrics.lock() {
             m.findings.clear();
             for f in &findings {
-                *m.findings.entry((f.zone.to_string(), f.code.as_str().to_string())).or_default() += 1;
+                *m.findings.entry((f.zone.to_string(), f.code.as_str().to_string(), f.severity)).or_default() += 1;
             }
             m.probes = self.health.verdicts().collect();
+            m.observe(inv, &obs);
+            m.audit_interval_seconds = inv.daemon.interval.as_secs_f64();
             m.last_cycle_end = unix_now();
             m.cycle_seconds = elapsed.as_secs_f64();
             m.cycles += 1;
@@ -457,12 +460,14 @@ fn log_findings(previous: &mut BTreeMap<FindingKey, Finding>, findings: &[Findin
     for (k, f) in &now {
         if !previous.contains_key(k) {
             let server = f.server.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            // Recorded only when present (tracing skips a None field).
+            let field = f.server.as_deref();
             match f.severity {
                 Severity::Critical => {
-                    warn!(zone = %f.zone, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    warn!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
                 _ => {
-                    info!(zone = %f.zone, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    info!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
             }
         }

@@ -230,8 +230,14 @@ impl ServerAddr {
         if let Ok(ip) = text.parse::<IpAddr>() {
             return Ok(ServerAddr { host: ServerHost::Ip(ip), port: 53 });
         }
+        if let Some(ip) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).and_then(|t| t.parse().ok()) {
+            return Ok(ServerAddr { host: ServerHost::Ip(IpAddr::V6(ip)), port: 53 });
+        }
         if let Ok(sa) = text.parse::<SocketAddr>() {
-            return Ok(ServerAddr { host: ServerHost::Ip(sa.ip()), port: sa.port() });
+            return match sa.port() {
+                0 => Err("'0' is not a port (1-65535)".into()),
+                port => Ok(ServerAddr { host: ServerHost::Ip(sa.ip()), port }),
+            };
         }
         let (host, port) = match text.rsplit_once(':') {
             Some((h, p)) => {
@@ -244,6 +250,18 @@ impl ServerAddr {
             }
             None => (text, 53),
         };
+        // No top-level domain is all digits (RFC 3696 §2), so this is a mistyped address, which
+        // the system resolver would otherwise be asked to look up as a name.
+        if host
+            .trim_end_matches('.')
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "'{host}' is not an IPv4 address (each of its four numbers is 0-255), nor a host name (a name does not end in a number)"
+            ));
+        }
         let name = DnsName::parse(host).map_err(|e| format!("'{host}' is not an address or a host name: {e}"))?;
         Ok(ServerAddr { host: ServerHost::Name(name), port })
     }
@@ -299,9 +317,18 @@ impl Inventory {
 
     /// Parses and validates inventory text; the errors carry positions in `text`.
     pub fn from_toml(text: &str) -> Result<Inventory, Vec<Problem>> {
-        let raw: RawInventory = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| s.start).unwrap_or(0);
-            vec![Problem::at(text, at, key_path_at(text, at), first_line(e.message()))]
+        let raw: RawInventory = toml::from_str(text).map_err(|e| match e.span() {
+            Some(s) => vec![Problem::at(text, s.start, key_path_at(text, s.start), first_line(e.message()))],
+            // The parser gives no position for a key of too many parts: find it here.
+            None => match too_deep_key(text) {
+                Some(at) => vec![Problem::at(
+                    text,
+                    at,
+                    String::new(),
+                    format!("this key is nested too deeply (at least {TOML_KEY_LIMIT} dotted parts); inventory keys have at most three"),
+                )],
+                None => vec![Problem { line: 0, column: 0, key: String::new(), message: first_line(e.message()) }],
+            },
         })?;
         validate(text, raw)
     }
@@ -349,8 +376,39 @@ impl Problem {
     }
 }
 
+/// The most dotted parts a key may have before the `toml` crate gives up ("recursion limit").
+const TOML_KEY_LIMIT: usize = 80;
+
+/// The offset of the first line whose key (or table header) has at least [`TOML_KEY_LIMIT`]
+/// parts. Quoted parts holding dots are over-counted: this only places an error the parser
+/// already reported.
+fn too_deep_key(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        let key = match t.strip_prefix('[') {
+            Some(header) => header.split(']').next().unwrap_or(""),
+            None => t.split('=').next().unwrap_or(""),
+        };
+        if !t.starts_with('#') && key.split('.').count() >= TOML_KEY_LIMIT {
+            return Some(offset + (line.len() - t.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// A message's first line, cut to a length a terminal shows: a parser may echo a huge key.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").trim().to_string()
+    shorten(s.lines().next().unwrap_or("").trim())
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}… ({} more bytes)", &s[..cut], s.len() - cut),
+        None => s.to_string(),
+    }
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -393,11 +451,11 @@ fn key_path_at(text: &str, offset: usize) -> String {
         Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().trim_matches('"').to_string(),
         _ => String::new(),
     };
-    match (table.is_empty(), key.is_empty()) {
+    shorten(&match (table.is_empty(), key.is_empty()) {
         (true, _) => key,
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -663,6 +721,11 @@ fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<Problem>> {
     }
     if let Some(m) = &r.metrics {
         match m.get_ref().parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => c.report(
+                m.span(),
+                "daemon.metrics".into(),
+                format!("'{}': port 0 would serve on a port nobody knows; give one such as 9687", m.get_ref()),
+            ),
             Ok(a) => daemon.metrics = Some(a),
             Err(_) => c.report(
                 m.span(),

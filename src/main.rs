@@ -146,9 +146,19 @@ enum Command {
 enum Format {
     Text,
     Json,
+    /// One monitoring-plugin line with performance data; `audit` only.
+    Nagios,
 }
 
+/// Set to a directory, `kmsdns` writes there the man pages and completions the Debian package
+/// ships (scripts/build-deb), made from this very definition of the arguments, and exits. An
+/// environment variable rather than a subcommand: completions would offer a subcommand.
+const PACKAGE_ASSETS_ENV: &str = "KMSDNS_GENERATE_PACKAGE_ASSETS";
+
 fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(PACKAGE_ASSETS_ENV) {
+        return ExitCode::from(package_assets(Path::new(&dir)) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -165,15 +175,18 @@ fn main() -> ExitCode {
     init_logging(verbosity);
     let code = match (&cli.command, cli.audit) {
         (Some(Command::CheckConfig), _) => check_config(&cli.config),
+        (Some(Command::Audit), _) | (None, true) => audit(&cli),
+        _ if cli.format == Format::Nagios => {
+            eprintln!(
+                "kmsdns: --format nagios is the audit's check line (`kmsdns audit`); this command writes text or json"
+            );
+            EXIT_UNKNOWN
+        }
         (Some(Command::Demo), _) => demo(cli.format),
         (Some(Command::ClientCheck { domain, resolver, connect_timeout }), _) => {
             client_check(domain, resolver.as_deref(), *connect_timeout, cli.format)
         }
         (Some(Command::Explain { code }), _) => explain(code.as_deref(), cli.format),
-        (Some(Command::Audit), _) | (None, true) => with_inventory(&cli, |inv, rt| {
-            let report = rt.block_on(audit_report(&inv)).0;
-            print_report(&report, cli.format)
-        }),
         (Some(Command::Plan { out }), _) => with_inventory(&cli, |inv, rt| plan(&inv, rt, cli.format, out.as_deref())),
         (Some(Command::Repair { apply, acl: false, .. }), _) => {
             with_inventory(&cli, |inv, rt| repair(&cli, &inv, rt, *apply))
@@ -200,8 +213,9 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(EXIT_UNKNOWN as u8))
 }
 
-/// Logs go to journald (with structured fields) when systemd connected stderr to the journal,
-/// and as plain lines to stderr otherwise.
+/// Logs go to journald, with the events' fields (zone, server, code) as journal fields, when
+/// systemd connected stderr to the journal; otherwise as plain lines to stderr, coloured only
+/// when stderr is a terminal (and NO_COLOR is unset), so a log file holds no escape codes.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -212,11 +226,48 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kmsdns={level},hickory_server=error,warn")));
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok())
+    let journald = stderr_is_journal()
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
         .map(|l| l.with_syslog_identifier("kmsdns".into()));
-    let stderr = journald.is_none().then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let stderr =
+        journald.is_none().then(|| tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr));
     tracing_subscriber::registry().with(filter).with(journald).with(stderr).init();
+}
+
+/// systemd sets JOURNAL_STREAM to the device and inode of the stream it connected stderr to;
+/// a process whose stderr was redirected since inherits the variable but not the stream
+/// (systemd.exec(5), "JOURNAL_STREAM").
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else { return false };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
+}
+
+/// The man pages (DIR/man: `kmsdns.1`, one per command, `kmsdns-audit.1`...) and the bash,
+/// zsh and fish completions (DIR/completions).
+fn package_assets(dir: &Path) -> i32 {
+    use clap::CommandFactory;
+    let written = (|| {
+        let man = dir.join("man");
+        let completions = dir.join("completions");
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&completions)?;
+        clap_mangen::generate_to(Cli::command(), &man)?;
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            clap_complete::generate_to(shell, &mut Cli::command(), "kmsdns", &completions)?;
+        }
+        Ok::<_, std::io::Error>(())
+    })();
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kmsdns: cannot write the package assets to {}: {e}", dir.display());
+            EXIT_UNKNOWN
+        }
+    }
 }
 
 fn run_daemon(cli: &Cli) -> i32 {
@@ -312,11 +363,36 @@ fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn print_report(report: &AuditReport, format: Format) -> i32 {
-    match format {
-        Format::Json => emit(&(report.to_json() + "\n")),
-        Format::Text => emit(&report.to_text(WIDTH, colour())),
+/// `kmsdns audit`. As a check (`--format nagios`) it writes its one line whatever happens,
+/// an invalid configuration included, for the monitoring system shows nothing else.
+fn audit(cli: &Cli) -> i32 {
+    if cli.format != Format::Nagios {
+        return with_inventory(cli, |inv, rt| {
+            let report = rt.block_on(audit_report(&inv)).0;
+            match cli.format {
+                Format::Json => emit(&(report.to_json() + "\n")),
+                Format::Text | Format::Nagios => emit(&report.to_text(WIDTH, colour())),
+            }
+            report.summary.exit_code
+        });
     }
+    let unknown = |why: String| {
+        let (line, code) = kmsdns::report::nagios::unknown(&why);
+        emit(&line);
+        code
+    };
+    let inv = match Inventory::load(&cli.config) {
+        Ok(inv) => inv,
+        Err(e) => return unknown(format!("invalid configuration: {e}")),
+    };
+    use_keytab(&inv);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return unknown(format!("cannot start the async runtime: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let report = rt.block_on(audit_report(&inv)).0;
+    emit(&kmsdns::report::nagios::line(&report, started.elapsed()));
     report.summary.exit_code
 }
 
@@ -339,7 +415,7 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
     }
     match format {
         Format::Json => emit(&json),
-        Format::Text => {
+        Format::Text | Format::Nagios => {
             let mut text = String::new();
             for z in &file.zones {
                 kmsdns::report::zone_plan_text(&mut text, z, WIDTH);
@@ -405,7 +481,7 @@ fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], 
             };
             emit(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
         }
-        Format::Text => emit(&kmsdns::report::repair_text(outcomes, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::repair_text(outcomes, WIDTH)),
     }
     code
 }
@@ -436,7 +512,7 @@ fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: b
     });
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&result).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::acl_text(&result, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::acl_text(&result, WIDTH)),
     }
     kmsdns::report::acl_exit_code(&result)
 }
@@ -531,7 +607,7 @@ fn failover(
     }
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&runbook).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::runbook_text(&runbook, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::runbook_text(&runbook, WIDTH)),
     }
     if runbook.ok { 0 } else { 2 }
 }
@@ -545,7 +621,7 @@ fn journal(cli: &Cli, inv: &Inventory) -> i32 {
         Ok(entries) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n")),
-                Format::Text => emit(&kmsdns::report::journal_text(&entries)),
+                Format::Text | Format::Nagios => emit(&kmsdns::report::journal_text(&entries)),
             }
             0
         }
@@ -565,7 +641,7 @@ fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, overr
         Ok(outcome) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n")),
-                Format::Text => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
+                Format::Text | Format::Nagios => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
             }
             match outcome.result {
                 kmsdns::repair::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
@@ -633,7 +709,7 @@ fn client_check(domain: &str, resolver: Option<&str>, connect_timeout: std::time
     let report = judge(&seen, now());
     match format {
         Format::Json => emit(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::client::client_check_text(&report, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::client::client_check_text(&report, WIDTH)),
     }
     report.exit_code
 }
@@ -643,7 +719,7 @@ fn explain(code: Option<&str>, format: Format) -> i32 {
     let Some(text) = code else {
         match format {
             Format::Json => emit(&(serde_json::to_string_pretty(table()).unwrap_or_default() + "\n")),
-            Format::Text => emit(&kmsdns::report::client::explain_list_text(table(), WIDTH)),
+            Format::Text | Format::Nagios => emit(&kmsdns::report::client::explain_list_text(table(), WIDTH)),
         }
         return 0;
     };
@@ -656,7 +732,7 @@ fn explain(code: Option<&str>, format: Format) -> i32 {
     };
     match format {
         Format::Json => emit(&(serde_json::to_string_pretty(&answer).unwrap_or_default() + "\n")),
-        Format::Text => emit(&kmsdns::report::client::explain_text(&answer, WIDTH)),
+        Format::Text | Format::Nagios => emit(&kmsdns::report::client::explain_text(&answer, WIDTH)),
     }
     match answer {
         Explained::Known { .. } => 0,

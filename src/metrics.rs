@@ -1,25 +1,77 @@
-//! The daemon's Prometheus metrics: a snapshot kept up to date by the loop, served as text
-//! (exposition format 0.0.4) on `GET /metrics`. The format is a few lines of text, so it is
-//! written here rather than pulled in with an HTTP stack.
+//! The daemon's Prometheus metrics: a snapshot kept up to date by the loop, rendered in the
+//! text exposition format (0.0.4) and served on `/metrics` by hyper.
+//!
+//! The server is deliberately small and bounded: at most [`MAX_CONNECTIONS`] connections at
+//! once (more wait in the listen backlog), each closed gracefully after [`CONNECTION_LIFETIME`]
+//! so that idle keep-alive clients cannot hold every slot, and a client has
+//! [`HEADER_TIMEOUT`] to send a request's headers. HTTP/1.1 keep-alive and HEAD are hyper's;
+//! `/metrics` answers GET and HEAD, other methods get 405, other paths 404.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::audit::{Health, Severity, health};
 use crate::health::Verdict;
+use crate::inventory::{HostState, Inventory};
+use crate::observe::Observation;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed (after the request in flight) once it is this old.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a KMS host answered as one, as the last audit judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostLiveness {
+    /// It answers the KMS bind.
+    Up,
+    /// It does not: down, another service on the port, or no address.
+    Down,
+    /// Its lookup or its probes could not be made: no verdict.
+    Unknown,
+}
+
+impl HostLiveness {
+    const ALL: [HostLiveness; 3] = [HostLiveness::Up, HostLiveness::Down, HostLiveness::Unknown];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            HostLiveness::Up => "up",
+            HostLiveness::Down => "down",
+            HostLiveness::Unknown => "unknown",
+        }
+    }
+}
 
 /// What the daemon last knew.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    /// Findings of the last cycle by (zone, code).
-    pub findings: BTreeMap<(String, String), u64>,
+    /// Findings of the last cycle by (zone, code, severity).
+    pub findings: BTreeMap<(String, String, Severity), u64>,
     /// Each probed endpoint's verdict.
     pub probes: BTreeMap<SocketAddr, Verdict>,
+    /// Each (zone, server): whether the last cycle could read its `_vlmcs._tcp` answer.
+    pub servers: BTreeMap<(String, String), bool>,
+    /// Each (zone, host) of an SRV target or an active inventory host: its liveness.
+    pub hosts: BTreeMap<(String, String), HostLiveness>,
+    /// `[daemon] interval`, for the "not cycling" alert.
+    pub audit_interval_seconds: f64,
     /// Unix time when the last complete cycle ended.
     pub last_cycle_end: f64,
     pub cycle_seconds: f64,
@@ -29,6 +81,39 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Takes the per-server and per-host gauges from a cycle's observation, judged with the
+    /// audit's own [`health`] so that the metrics and the findings never disagree.
+    pub fn observe(&mut self, inv: &Inventory, obs: &Observation) {
+        self.servers.clear();
+        self.hosts.clear();
+        for view in &obs.zones {
+            let zone = view.zone.to_string();
+            let mut hosts: Vec<(&crate::name::DnsName, u16)> = Vec::new();
+            for s in &view.servers {
+                self.servers.insert((zone.clone(), s.server.to_string()), s.srv.known_records().is_some());
+                hosts.extend(s.srv.known_records().unwrap_or(&[]).iter().map(|r| (&r.target, r.port)));
+            }
+            hosts.extend(
+                inv.hosts
+                    .iter()
+                    .filter(|h| h.state == HostState::Active && h.zones.contains(&view.zone))
+                    .map(|h| (&h.name, h.port)),
+            );
+            for (name, port) in hosts {
+                let now = match health(obs, name, port) {
+                    Health::Up => HostLiveness::Up,
+                    Health::Down(_) | Health::NotKms(_) | Health::NoAddress => HostLiveness::Down,
+                    Health::Unknown(_) => HostLiveness::Unknown,
+                };
+                // A host published on two ports is up when it answers on either.
+                let entry = self.hosts.entry((zone.clone(), name.to_string())).or_insert(now);
+                if now == HostLiveness::Up || *entry == HostLiveness::Down && now == HostLiveness::Unknown {
+                    *entry = now;
+                }
+            }
+        }
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -36,11 +121,71 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             out.push_str(&lines);
         };
+        section(
+            &mut out,
+            "kmsdns_build_info",
+            "gauge",
+            "The running kmsdns: its version as a label, value 1.",
+            format!("kmsdns_build_info{{version=\"{}\"}} 1\n", escape(env!("CARGO_PKG_VERSION"))),
+        );
         let mut findings = String::new();
-        for ((zone, code), n) in &self.findings {
-            let _ = writeln!(findings, "kmsdns_findings{{zone=\"{}\",code=\"{}\"}} {n}", escape(zone), escape(code));
+        for ((zone, code, severity), n) in &self.findings {
+            let severity = match severity {
+                Severity::Critical => "critical",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            let _ = writeln!(
+                findings,
+                "kmsdns_findings{{zone=\"{}\",code=\"{}\",severity=\"{severity}\"}} {n}",
+                escape(zone),
+                escape(code)
+            );
         }
-        section(&mut out, "kmsdns_findings", "gauge", "Findings of the last audit, by zone and code.", findings);
+        section(
+            &mut out,
+            "kmsdns_findings",
+            "gauge",
+            "Findings of the last audit, by zone, code and severity.",
+            findings,
+        );
+        let mut servers = String::new();
+        for ((zone, server), readable) in &self.servers {
+            let _ = writeln!(
+                servers,
+                "kmsdns_server_readable{{zone=\"{}\",server=\"{}\"}} {}",
+                escape(zone),
+                escape(server),
+                u8::from(*readable)
+            );
+        }
+        section(
+            &mut out,
+            "kmsdns_server_readable",
+            "gauge",
+            "1 when the last audit could read the server's _vlmcs._tcp answer, 0 when it could not.",
+            servers,
+        );
+        let mut hosts = String::new();
+        for ((zone, host), now) in &self.hosts {
+            for state in HostLiveness::ALL {
+                let _ = writeln!(
+                    hosts,
+                    "kmsdns_host_state{{zone=\"{}\",host=\"{}\",state=\"{}\"}} {}",
+                    escape(zone),
+                    escape(host),
+                    state.as_str(),
+                    u8::from(*now == state)
+                );
+            }
+        }
+        section(
+            &mut out,
+            "kmsdns_host_state",
+            "gauge",
+            "Each SRV target and active host of a zone: up (answers as KMS), down, or unknown (1 for the current one).",
+            hosts,
+        );
         let mut probes = String::new();
         for (ep, v) in &self.probes {
             for state in [Verdict::Alive, Verdict::Dead, Verdict::Unknown] {
@@ -54,6 +199,13 @@ impl Metrics {
             "gauge",
             "Each KMS endpoint's verdict (1 for the current one).",
             probes,
+        );
+        section(
+            &mut out,
+            "kmsdns_audit_interval_seconds",
+            "gauge",
+            "The configured time between audit cycles ([daemon] interval).",
+            format!("kmsdns_audit_interval_seconds {}\n", self.audit_interval_seconds),
         );
         section(
             &mut out,
@@ -94,46 +246,58 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// The answer to one request.
+fn answer(req: &Request<Incoming>, metrics: &Mutex<Metrics>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return reply(StatusCode::NOT_FOUND, "not found: kmsdns serves its metrics at /metrics\n".into());
+    }
+    match *req.method() {
+        // hyper leaves out the body of a HEAD answer and keeps its Content-Length.
+        Method::GET | Method::HEAD => reply(StatusCode::OK, metrics.lock().map(|m| m.render()).unwrap_or_default()),
+        _ => {
+            let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, "/metrics answers GET and HEAD\n".into());
+            r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+    }
+}
+
+/// Serves `/metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        // Take a slot before accepting: beyond the bound, connections wait in the backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: wait instead of spinning on the error.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            // One short request per connection; a client that dawdles is dropped.
-            let mut buf = vec![0u8; 2048];
-            let mut len = 0;
-            let read = async {
-                while len < buf.len() {
-                    let n = conn.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
+            let service = hyper::service::service_fn(move |req| {
+                let response = answer(&req, &metrics);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(HEADER_TIMEOUT, conn).await;
                 }
-                Ok::<_, std::io::Error>(())
-            };
-            if tokio::time::timeout(Duration::from_secs(2), read).await.is_err() {
-                return;
             }
-            let request = String::from_utf8_lossy(&buf[..len]);
-            let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
-                let body = metrics.lock().map(|m| m.render()).unwrap_or_default();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            };
-            let _ = conn.write_all(response.as_bytes()).await;
+            drop(slot);
         });
     }
 }
@@ -145,31 +309,49 @@ mod tests {
     #[test]
     fn the_exposition_names_every_family() {
         let mut m = Metrics::default();
-        m.findings.insert(("corp.test".into(), "stale-dead".into()), 2);
+        m.findings.insert(("corp.test".into(), "stale-dead".into(), Severity::Critical), 2);
         m.probes.insert("127.0.0.1:1688".parse().unwrap(), Verdict::Dead);
+        m.servers.insert(("corp.test".into(), "192.0.2.1:53".into()), false);
+        m.hosts.insert(("corp.test".into(), "kms1.corp.test".into()), HostLiveness::Up);
         m.updates_applied = 3;
         let text = m.render();
-        assert!(text.contains("kmsdns_findings{zone=\"corp.test\",code=\"stale-dead\"} 2"));
+        assert!(text.contains("kmsdns_findings{zone=\"corp.test\",code=\"stale-dead\",severity=\"critical\"} 2"));
         assert!(text.contains("kmsdns_probe_state{endpoint=\"127.0.0.1:1688\",state=\"dead\"} 1"));
         assert!(text.contains("kmsdns_probe_state{endpoint=\"127.0.0.1:1688\",state=\"alive\"} 0"));
+        assert!(text.contains("kmsdns_server_readable{zone=\"corp.test\",server=\"192.0.2.1:53\"} 0"));
+        assert!(text.contains("kmsdns_host_state{zone=\"corp.test\",host=\"kms1.corp.test\",state=\"up\"} 1"));
+        assert!(text.contains("kmsdns_host_state{zone=\"corp.test\",host=\"kms1.corp.test\",state=\"unknown\"} 0"));
+        assert!(text.contains(&format!("kmsdns_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
         assert!(text.contains("kmsdns_updates_total{result=\"applied\"} 3"));
         for family in ["kmsdns_last_cycle_timestamp_seconds", "kmsdns_cycle_duration_seconds", "kmsdns_cycles_total"] {
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }
     }
 
-    #[tokio::test]
-    async fn metrics_are_served_over_http() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let m = Arc::new(Mutex::new(Metrics { cycles: 7, ..Default::default() }));
-        let server = tokio::spawn(serve(listener, m));
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let mut body = String::new();
-        c.read_to_string(&mut body).await.unwrap();
-        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("kmsdns_cycles_total 7"), "{body}");
-        server.abort();
+    #[test]
+    fn servers_and_hosts_are_judged_as_the_audit_judges_them() {
+        use crate::observe::{ProbeState, ReadError};
+        use crate::testkit::{World, failed};
+        // Server 1 unreadable; kms2 (active, published) is down; spare is not probed; rogue
+        // is published but unknown to the inventory, and up.
+        let w = World::new(&["kms1.corp.test", "kms2.corp.test", "spare.corp.test", "rogue.corp.test"])
+            .server(1, failed(ReadError::Timeout))
+            .host("kms2.corp.test", 2, Some(ProbeState::Down("refused".into())))
+            .host("spare.corp.test", 3, None)
+            .host("rogue.corp.test", 9, Some(ProbeState::KmsUp));
+        let mut m = Metrics::default();
+        m.observe(&w.inv, &w.obs);
+        let servers: Vec<(&str, bool)> = m.servers.iter().map(|((_, s), r)| (s.as_str(), *r)).collect();
+        assert_eq!(servers, [("127.0.0.1:5300", true), ("127.0.0.1:5301", false)]);
+        let hosts: Vec<(&str, HostLiveness)> = m.hosts.iter().map(|((_, h), l)| (h.as_str(), *l)).collect();
+        assert_eq!(
+            hosts,
+            [
+                ("kms1.corp.test", HostLiveness::Up),
+                ("kms2.corp.test", HostLiveness::Down),
+                ("rogue.corp.test", HostLiveness::Up),
+                ("spare.corp.test", HostLiveness::Unknown),
+            ]
+        );
     }
 }

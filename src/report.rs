@@ -18,6 +18,7 @@ use crate::name::DnsName;
 use crate::observe::{Observation, ProbeState, ReadError, Resolution, SrvAnswer, SrvRecord};
 
 pub mod client;
+pub mod nagios;
 
 pub const SCHEMA: u32 = 1;
 /// The audit could not run (bad config, no runtime): "unknown" to a monitoring system.

@@ -262,7 +262,8 @@ fn a_host_that_flaps_faster_than_fail_after_causes_no_update() {
 /// The daemon's `/metrics` text.
 fn scrape(port: u16) -> String {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.1\r\nHost: kmsdns\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut body = String::new();
     conn.read_to_string(&mut body).unwrap();
     body

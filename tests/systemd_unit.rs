@@ -10,7 +10,7 @@ fn unit() -> (tempfile::TempDir, PathBuf) {
     let bin = assert_cmd::cargo::cargo_bin!("kmsdns");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kmsdns.service");
-    std::fs::write(&path, text.replace("/usr/local/bin/kmsdns", bin.to_str().unwrap())).unwrap();
+    std::fs::write(&path, text.replace("/usr/bin/kmsdns", bin.to_str().unwrap())).unwrap();
     (dir, path)
 }
 
