@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use kmsdns::responder::KmsResponder;
+use kmsdns::demo::responder::KmsResponder;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -62,7 +62,7 @@ pub struct DaemonSettings {
     /// Every SRV target and inventory host is probed this often.
     pub probe_interval: Duration,
     /// Failed probes in a row, spanning `(fail_after − 1) × probe_interval`, before a host
-    /// counts as dead ([`crate::health`]).
+    /// counts as dead ([`crate::daemon::health`]).
     pub fail_after: u32,
     /// Good probes in a row, spanning `(recover_after − 1) × probe_interval`, before a dead
     /// (or new) host counts as alive.

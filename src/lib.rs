@@ -43,11 +43,12 @@
 //! codes.
 //!
 //! **Commands beside the cycle**: [`daemon`] (`kmsdns run`: timers, time-based hysteresis in
-//! [`health`], reload, signals, [`metrics`]); [`failover`] (the runbook after a host dies);
-//! [`client_check`] (discovery as a client does it, through its recursive resolver) and
-//! [`explain`] (activation error codes → findings); [`demo`] and [`responder`] (a small world
-//! on loopback). [`keys`] reads TSIG key files, [`name`] is the DNS name type, [`wire`] holds
-//! the pure codecs (MS-DNSP dnsRecord, security descriptors, DCE/RPC bind, TKEY).
+//! [`daemon::health`], reload, signals, [`daemon::metrics`]); [`failover`] (the runbook after a
+//! host dies); [`client_check`] (discovery as a client does it, through its recursive resolver)
+//! and [`explain`] (activation error codes → findings); [`demo`] (a small world on loopback,
+//! with its KMS stand-ins in [`demo::responder`]). [`keys`] reads TSIG key files, [`name`] is
+//! the DNS name type, [`wire`] holds the pure codecs (MS-DNSP dnsRecord, security descriptors,
+//! DCE/RPC bind, TKEY).
 
 pub mod apply;
 pub mod audit;
@@ -56,18 +57,15 @@ pub mod daemon;
 pub mod demo;
 pub mod explain;
 pub mod failover;
-pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod keys;
-pub mod metrics;
 pub mod name;
 pub mod net;
 pub mod observe;
 pub mod plan;
 pub mod repair;
 pub mod report;
-pub mod responder;
 pub mod wire;
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ pub async fn carry_out_reviewed(inv: &Inventory, obs: &Observation, plan: Plan, 
 /// with the hysteresis verdicts whenever a zone is observed again after a conflict.
 pub struct Daemon<'a> {
     pub halt: &'a AtomicBool,
-    pub health: Option<&'a crate::health::Hysteresis>,
+    pub health: Option<&'a crate::daemon::health::Hysteresis>,
     /// Observe and plan a zone again after a prerequisite conflict.
     pub replan: bool,
 }

@@ -52,13 +52,16 @@ fn has(v: &Value, code: &str, target: &str) -> bool {
 }
 
 /// KMS stand-ins listening inside the lab's namespace, next to the DC; stopped on drop.
-struct Responders(#[allow(dead_code)] Vec<kmsdns::responder::KmsResponder>);
+struct Responders(#[allow(dead_code)] Vec<kmsdns::demo::responder::KmsResponder>);
 
 impl Responders {
     fn start(lab: &SambaLab, addrs: &[&str]) -> Responders {
         let addrs: Vec<std::net::SocketAddr> = addrs.iter().map(|a| a.parse().expect("an address:port")).collect();
         Responders(lab.in_netns(move || {
-            addrs.into_iter().map(|a| kmsdns::responder::KmsResponder::up(a).expect("start a KMS responder")).collect()
+            addrs
+                .into_iter()
+                .map(|a| kmsdns::demo::responder::KmsResponder::up(a).expect("start a KMS responder"))
+                .collect()
         }))
     }
 }

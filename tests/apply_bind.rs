@@ -6,9 +6,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use kmsdns::plan::file::PlanFile;
 use kmsdns::plan::{Action, Change};
-use kmsdns::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, loopback_ip};
 

@@ -126,8 +126,9 @@ fn the_text_report_is_grouped_by_zone_and_fits_100_columns() {
 #[test]
 fn a_healthy_estate_exits_zero() {
     let (kms, kms_port) = loopback_ip();
-    let _responder = kmsdns::responder::KmsResponder::from_listener(kms_port, kmsdns::responder::Behaviour::Kms)
-        .expect("start a KMS responder");
+    let _responder =
+        kmsdns::demo::responder::KmsResponder::from_listener(kms_port, kmsdns::demo::responder::Behaviour::Kms)
+            .expect("start a KMS responder");
     let zone = ZoneSpec::new("ok.test")
         .record(&format!("kms1 3600 IN A {kms}"))
         .record("_vlmcs._tcp 3600 IN SRV 0 0 1688 kms1.ok.test.");

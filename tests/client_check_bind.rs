@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::process::Output;
 use std::time::Duration;
 
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, Resolver, ZoneSpec, loopback_ip};

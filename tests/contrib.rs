@@ -33,7 +33,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 /// The families the daemon serves, from its exposition's `# TYPE` lines.
 fn served() -> BTreeSet<String> {
-    kmsdns::metrics::Metrics::default()
+    kmsdns::daemon::metrics::Metrics::default()
         .render()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(String::from))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, free_port, loopback_ip};
 
 /// A running `kmsdns run`, its log in a file; stopped (SIGTERM, then SIGKILL) on drop.

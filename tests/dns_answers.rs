@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, Reply, RogueDns, RogueZone, ZoneSpec, loopback_ip};

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{BindLab, ZoneSpec, loopback_ip};
 

@@ -34,7 +34,7 @@ fn show(o: &Output) -> String {
     )
 }
 
-struct Responders(Vec<kmsdns::responder::KmsResponder>);
+struct Responders(Vec<kmsdns::demo::responder::KmsResponder>);
 
 /// The DC with KMS1$ and KMS2$ in KMS-Hosts; kms1 and kms2 answer as KMS hosts, kms9 is dead.
 /// KMS1$ published kms1 and kms9 in corp.test and branch.test, so it owns both nodes.
@@ -51,9 +51,10 @@ fn estate() -> (SambaLab, Responders, PathBuf) {
     }
     let addrs: Vec<std::net::SocketAddr> =
         ["127.0.0.21:1688", "127.0.0.22:1688"].iter().map(|a| a.parse().unwrap()).collect();
-    let responders = Responders(
-        lab.in_netns(move || addrs.into_iter().map(|a| kmsdns::responder::KmsResponder::up(a).unwrap()).collect()),
-    );
+    let responders =
+        Responders(lab.in_netns(move || {
+            addrs.into_iter().map(|a| kmsdns::demo::responder::KmsResponder::up(a).unwrap()).collect()
+        }));
     let cc1 = lab.kinit("KMS1$", "KMS1Passw0rd!");
     for zone in ["corp.test", "branch.test"] {
         for host in ["kms1", "kms9"] {

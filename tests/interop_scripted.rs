@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 use kmsdns::apply::{Auth, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use kmsdns::journal::{Applied, Journal};
 use kmsdns::name::DnsName;
 use kmsdns::observe::SrvRecord;
-use kmsdns::responder::{Behaviour, KmsResponder};
 use support::run::{kmsdns, show};
 use support::{Reply, RogueDns, RogueZone, loopback_ip};
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kmsdns::audit::Severity;
-use kmsdns::health::Verdict;
-use kmsdns::metrics::{HostLiveness, MAX_CONNECTIONS, Metrics};
+use kmsdns::daemon::health::Verdict;
+use kmsdns::daemon::metrics::{HostLiveness, MAX_CONNECTIONS, Metrics};
 
 /// A metrics server on a free loopback port, on its own runtime, stopped when dropped.
 struct Server {
@@ -24,7 +24,7 @@ impl Server {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        rt.spawn(kmsdns::metrics::serve(listener, Arc::new(Mutex::new(metrics))));
+        rt.spawn(kmsdns::daemon::metrics::serve(listener, Arc::new(Mutex::new(metrics))));
         Server { addr, _rt: rt }
     }
 

@@ -7,10 +7,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use kmsdns::audit::{Code, audit};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use kmsdns::inventory::Inventory;
 use kmsdns::name::DnsName;
 use kmsdns::observe::{DnsReader, ReadError, SrvAnswer, observe};
-use kmsdns::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
 fn name(s: &str) -> DnsName {

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use serde_json::Value;
 use support::run::{kmsdns, show};
 use support::{BindLab, LostAnswerRelay, RogueDns, RogueZone, ZoneSpec, loopback_ip};

@@ -12,7 +12,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use kmsdns::responder::{Behaviour, KmsResponder};
+use kmsdns::demo::responder::{Behaviour, KmsResponder};
 
 use super::{BindLab, ZoneSpec, free_port, loopback_ip};
 

@@ -10,6 +10,8 @@
 //!
 //! [`run`] then shows the whole pipeline: audit, plan, repair, and the audit after.
 
+pub mod responder;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
 use crate::apply::Mode;
 use crate::audit::audit;
+use crate::demo::responder::{Behaviour, KmsResponder};
 use crate::inventory::{Inventory, TsigAlgorithmName};
 use crate::journal::Journal;
 use crate::keys::TsigKey;
@@ -34,7 +37,6 @@ use crate::observe::observe;
 use crate::plan::{Plan, plan};
 use crate::repair::{ZoneOutcome, carry_out};
 use crate::report::{AuditReport, repair_text, zone_plan_text};
-use crate::responder::{Behaviour, KmsResponder};
 
 pub const ZONE: &str = "demo.test";
 const KEY_NAME: &str = "kmsdns-demo";

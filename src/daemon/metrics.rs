@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::audit::{Health, Severity, health};
-use crate::health::Verdict;
+use crate::daemon::health::Verdict;
 use crate::inventory::{HostState, Inventory};
 use crate::observe::Observation;
 

@@ -3,7 +3,7 @@
 //!
 //! The loop waits for the first of: a stop signal, a reload (the config file changed, or
 //! SIGHUP), the watchdog's tick, the probe timer, the audit timer. A probe round feeds the
-//! hysteresis ([`crate::health`]); when a host's verdict changes, a cycle runs at once, so a
+//! hysteresis ([`crate::daemon::health`]); when a host's verdict changes, a cycle runs at once, so a
 //! dead host's record goes within `fail_after × probe_interval` plus one cycle. A cycle is the
 //! same pipeline as `kmsdns repair --apply` (observe, audit, plan, apply, journal), with the
 //! probes replaced by the hysteresis verdicts. The cycle's own probes feed the hysteresis
@@ -18,6 +18,9 @@
 //! Several daemons may watch the same zones (two sites): every update asserts the RRset it
 //! observed, so the primary serialises the writers and the loser re-plans from what the
 //! winner wrote. No leader is needed.
+
+pub mod health;
+pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -34,10 +37,10 @@ use tracing::{error, info, warn};
 
 use crate::apply::Mode;
 use crate::audit::{Finding, Severity, audit};
-use crate::health::{Asked, Hysteresis, Transition};
+use crate::daemon::health::{Asked, Hysteresis, Transition};
+use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
-use crate::metrics::Metrics;
 use crate::observe::{self, Observation};
 use crate::plan::plan;
 use crate::repair::{self, ZoneResult};
@@ -131,7 +134,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 .await
                 .map_err(|source| DaemonError::Io { what: format!("cannot serve metrics on {addr}"), source })?;
             info!("metrics on http://{addr}/metrics");
-            Some(tokio::spawn(crate::metrics::serve(listener, d.metrics.clone())))
+            Some(tokio::spawn(crate::daemon::metrics::serve(listener, d.metrics.clone())))
         }
         None => None,
     };
