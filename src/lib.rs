@@ -53,6 +53,7 @@
 pub mod apply;
 pub mod audit;
 pub mod client_check;
+pub mod cycle;
 pub mod daemon;
 pub mod demo;
 pub mod explain;

@@ -1,5 +1,6 @@
 //! The `kmsdns` command: arguments in, a call into the library, output and an exit code out.
 
+use kmsdns::cycle::{self, Carry, Seen};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -349,8 +350,7 @@ fn now() -> String {
 }
 
 async fn audit_report(inv: &Inventory) -> (AuditReport, Observation, Vec<Finding>) {
-    let obs = kmsdns::observe::observe(inv).await;
-    let findings = kmsdns::audit::audit(inv, &obs);
+    let Seen { obs, findings } = cycle::observe(inv).await;
     (AuditReport::new(inv, &obs, findings.clone(), now()), obs, findings)
 }
 
@@ -398,7 +398,9 @@ fn audit(cli: &Cli) -> i32 {
 
 fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Option<&Path>) -> i32 {
     let (report, obs, findings) = rt.block_on(audit_report(inv));
-    let plan = kmsdns::plan::plan(inv, &obs, &findings);
+    let seen = Seen { obs, findings };
+    let plan = cycle::plan(inv, &seen);
+    let Seen { obs, findings } = seen;
     let sealed = PlanFile::new(now(), &obs, findings, plan.zones).map_err(PlanFileError::from);
     let (file, json) = match sealed.and_then(|file| file.to_json().map(|json| (file, json))) {
         Ok(done) => done,
@@ -493,10 +495,10 @@ fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool)
     };
     let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
     rt.block_on(async {
-        let (_, obs, findings) = audit_report(inv).await;
-        let plan = kmsdns::plan::plan(inv, &obs, &findings);
-        let outcomes = kmsdns::repair::carry_out(inv, &obs, plan, mode).await;
-        print_repair(&findings, &outcomes, apply, cli.format)
+        let seen = cycle::observe(inv).await;
+        let plan = cycle::plan(inv, &seen);
+        let outcomes = cycle::carry_out(inv, &seen, plan, mode, Carry::Planned).await;
+        print_repair(&seen.findings, &outcomes, apply, cli.format)
     })
 }
 
@@ -537,8 +539,8 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
         Err(code) => return code,
     };
     rt.block_on(async {
-        let obs = kmsdns::observe::observe(inv).await;
-        match kmsdns::plan::file::fingerprint(&obs) {
+        let seen = cycle::observe(inv).await;
+        match kmsdns::plan::file::fingerprint(&seen.obs) {
             Ok(now) if now == file.observation => {}
             Ok(_) => {
                 eprintln!(
@@ -552,11 +554,10 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
                 return EXIT_UNKNOWN;
             }
         }
-        // Every rail is run again on what the servers hold now (carry_out_reviewed).
-        let findings = kmsdns::audit::audit(inv, &obs);
+        // Every rail is run again on what the servers hold now (Carry::Reviewed).
         let plan = kmsdns::plan::Plan { zones: file.zones };
-        let outcomes = kmsdns::repair::carry_out_reviewed(inv, &obs, plan, Mode::Apply(&journal)).await;
-        print_repair(&findings, &outcomes, true, cli.format)
+        let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&journal), Carry::Reviewed).await;
+        print_repair(&seen.findings, &outcomes, true, cli.format)
     })
 }
 

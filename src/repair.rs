@@ -20,7 +20,7 @@ use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::observe::{self, DnsReader, Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
-use crate::plan::{Plan, ZonePlan, plan};
+use crate::plan::{Plan, ZonePlan};
 
 /// Prerequisite conflicts retried before giving up.
 pub const CONFLICT_RETRIES: usize = 2;
@@ -247,8 +247,8 @@ async fn repair_zone(
                 if let Some(h) = steer.health {
                     fresh.probes = h.effective();
                 }
-                let findings = audit(inv, &fresh);
-                let Some(again) = plan(inv, &fresh, &findings).zones.into_iter().find(|p| p.zone == zone.name) else {
+                let seen = crate::cycle::judge(inv, fresh);
+                let Some(again) = crate::cycle::plan(inv, &seen).zones.into_iter().find(|p| p.zone == zone.name) else {
                     let error = "the zone was not planned again".to_string();
                     return outcome(zp, ZoneResult::Failed { error }, vec![]);
                 };

@@ -36,13 +36,13 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::apply::Mode;
-use crate::audit::{Finding, Severity, audit};
+use crate::audit::{Finding, Severity};
+use crate::cycle::{self, Carry};
 use crate::daemon::health::{Asked, Hysteresis, Transition};
 use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
 use crate::observe::{self, Observation};
-use crate::plan::plan;
 use crate::repair::{self, ZoneResult};
 
 /// How long a stop waits for the update in flight before abandoning it.
@@ -391,12 +391,13 @@ impl Daemon {
         self.endpoints = current;
         obs.probes = self.health.effective();
 
-        let mut findings = audit(inv, &obs);
-        findings.extend(crate::audit::ttl_findings(inv, &obs));
-        log_findings(&mut self.findings, &findings);
-        let plan = plan(inv, &obs, &findings);
+        let mut seen = cycle::judge(inv, obs);
+        seen.findings.extend(crate::audit::ttl_findings(inv, &seen.obs));
+        log_findings(&mut self.findings, &seen.findings);
+        let plan = cycle::plan(inv, &seen);
         let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
-        let outcomes = repair::carry_out_with(inv, &obs, plan, Mode::Apply(&self.journal), &steer).await;
+        let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;
+        let (obs, findings) = (&seen.obs, &seen.findings);
         let (mut applied, mut failed) = (0u64, 0u64);
         for o in &outcomes {
             match &o.result {
@@ -436,11 +437,11 @@ impl Daemon {
         let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
         if let Ok(mut m) = self.metrics.lock() {
             m.findings.clear();
-            for f in &findings {
+            for f in findings {
                 *m.findings.entry((f.zone.to_string(), f.code.as_str().to_string(), f.severity)).or_default() += 1;
             }
             m.probes = self.health.verdicts().collect();
-            m.observe(inv, &obs);
+            m.observe(inv, obs);
             m.audit_interval_seconds = inv.daemon.interval.as_secs_f64();
             m.last_cycle_end = unix_now();
             m.cycle_seconds = elapsed.as_secs_f64();

@@ -27,15 +27,15 @@ use hickory_server::store::sqlite::SqliteZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
 use crate::apply::Mode;
-use crate::audit::audit;
+
+use crate::cycle::{self, Carry};
 use crate::demo::responder::{Behaviour, KmsResponder};
 use crate::inventory::{Inventory, TsigAlgorithmName};
 use crate::journal::Journal;
 use crate::keys::TsigKey;
 use crate::name::DnsName;
-use crate::observe::observe;
-use crate::plan::{Plan, plan};
-use crate::repair::{ZoneOutcome, carry_out};
+use crate::plan::Plan;
+use crate::repair::ZoneOutcome;
 use crate::report::{AuditReport, repair_text, zone_plan_text};
 
 pub const ZONE: &str = "demo.test";
@@ -272,13 +272,12 @@ pub async fn run(world: &DemoWorld, json: bool, colour: bool) -> Result<(String,
     let journal = Journal::open(&inv.state_dir).map_err(|e| e.to_string())?;
     let stamp = || humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
 
-    let obs = observe(&inv).await;
-    let findings = audit(&inv, &obs);
-    let before = AuditReport::new(&inv, &obs, findings.clone(), stamp());
-    let plan = plan(&inv, &obs, &findings);
-    let outcomes = carry_out(&inv, &obs, plan.clone(), Mode::Apply(&journal)).await;
-    let obs_after = observe(&inv).await;
-    let after = AuditReport::new(&inv, &obs_after, audit(&inv, &obs_after), stamp());
+    let seen = cycle::observe(&inv).await;
+    let before = AuditReport::new(&inv, &seen.obs, seen.findings.clone(), stamp());
+    let plan = cycle::plan(&inv, &seen);
+    let outcomes = cycle::carry_out(&inv, &seen, plan.clone(), Mode::Apply(&journal), Carry::Planned).await;
+    let again = cycle::observe(&inv).await;
+    let after = AuditReport::new(&inv, &again.obs, again.findings, stamp());
     let clean = after.summary.exit_code == 0;
 
     if json {
