@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/audit and bench/repair. Not a script: source it.
+# bench/lib.sh: helpers shared by bench/repair and bench/daemon. Not a script: source it.
 #
 #   BENCH=name                      # set before sourcing: used in messages and the temp dir name
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -35,7 +35,9 @@ impl From<io::Error> for ExchangeError {
     }
 }
 
-type Waiting = HashMap<u16, oneshot::Sender<Result<Vec<u8>, io::ErrorKind>>>;
+/// The questions in flight by ID. An answered question keeps its entry (its sender taken) until
+/// it ends, so that its ID is not handed to a new question that its end would then forget.
+type Waiting = HashMap<u16, Option<oneshot::Sender<Result<Vec<u8>, io::ErrorKind>>>>;
 
 /// Questions one server's socket may have in flight: a bound on what we ask of one server at
 /// once, and a guarantee that a fresh random ID is found in a few draws.
@@ -87,7 +89,7 @@ impl ServerSocket {
                 .take(64)
                 .find(|id| !waiting.contains_key(id))
                 .ok_or_else(|| io::Error::other("no free message ID"))?;
-            waiting.insert(id, tx);
+            waiting.insert(id, Some(tx));
             id
         };
         let _forget = Forget { waiting: &self.waiting, id };
@@ -125,7 +127,7 @@ async fn receive(server: SocketAddr, socket: Arc<UdpSocket>, waiting: Arc<Mutex<
         match socket.recv(&mut buf).await {
             Ok(n) if n >= 2 => {
                 let id = u16::from_be_bytes([buf[0], buf[1]]);
-                match lock(&waiting).remove(&id) {
+                match lock(&waiting).get_mut(&id).and_then(Option::take) {
                     Some(tx) => {
                         let _ = tx.send(Ok(buf[..n].to_vec()));
                     }
@@ -135,7 +137,7 @@ async fn receive(server: SocketAddr, socket: Arc<UdpSocket>, waiting: Arc<Mutex<
             Ok(n) => tracing::debug!("{server}: a datagram of {n} byte(s), too short to carry an ID"),
             Err(e) => {
                 let kind = e.kind();
-                for (_, tx) in lock(&waiting).drain() {
+                for tx in lock(&waiting).values_mut().filter_map(Option::take) {
                     let _ = tx.send(Err(kind));
                 }
                 tracing::debug!("{server}: receive failed: {e}");

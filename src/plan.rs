@@ -25,12 +25,14 @@
 
 pub mod file;
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};
 use crate::inventory::{Inventory, Policy, Zone};
 use crate::name::DnsName;
-use crate::observe::{Observation, SrvAnswer, SrvRecord, same_rrset};
+use crate::observe::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 
 /// The plan for every zone of the inventory, in inventory order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,8 +139,40 @@ fn after(before: &[SrvRecord], changes: &[Change]) -> Vec<SrvRecord> {
 
 /// Plans every zone of the inventory.
 pub fn plan(inv: &Inventory, obs: &Observation, findings: &[Finding]) -> Plan {
-    let zones = inv.zones.iter().map(|z| plan_zone(inv, obs, findings, z)).collect();
+    let by_zone = ByZone::new(obs, findings);
+    let zones = inv.zones.iter().map(|z| plan_zone(inv, obs, &by_zone, z)).collect();
     Plan { zones }
+}
+
+/// The observation and the findings looked up by zone, built once per plan, so that each zone
+/// costs the same with 10 zones or 10,000.
+struct ByZone<'a> {
+    /// The first view of each zone, as a scan of `obs.zones` would find it.
+    views: HashMap<&'a DnsName, &'a ZoneView>,
+    /// Each zone's findings, in their order.
+    findings: HashMap<&'a DnsName, Vec<&'a Finding>>,
+}
+
+impl<'a> ByZone<'a> {
+    fn new(obs: &'a Observation, findings: &'a [Finding]) -> ByZone<'a> {
+        let mut views = HashMap::with_capacity(obs.zones.len());
+        for v in &obs.zones {
+            views.entry(&v.zone).or_insert(v);
+        }
+        let mut by_zone: HashMap<&DnsName, Vec<&Finding>> = HashMap::new();
+        for f in findings {
+            by_zone.entry(&f.zone).or_default().push(f);
+        }
+        ByZone { views, findings: by_zone }
+    }
+
+    fn view(&self, zone: &DnsName) -> Option<&'a ZoneView> {
+        self.views.get(zone).copied()
+    }
+
+    fn findings(&self, zone: &DnsName) -> &[&'a Finding] {
+        self.findings.get(zone).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Checks planned zones (a plan file, reviewed earlier) again against the inventory, the
@@ -146,17 +180,22 @@ pub fn plan(inv: &Inventory, obs: &Observation, findings: &[Finding]) -> Plan {
 /// a finding of now still asks for it and no rail holds it now; every other is held, by
 /// record, with the reason. The plan's `before` must be what the servers hold now.
 pub fn recheck(inv: &Inventory, obs: &Observation, findings: &[Finding], planned: &[ZonePlan]) -> Plan {
+    let by_zone = ByZone::new(obs, findings);
+    let mut declared: HashMap<&DnsName, &Zone> = HashMap::with_capacity(inv.zones.len());
+    for z in &inv.zones {
+        declared.entry(&z.name).or_insert(z);
+    }
+    let mut seen = HashSet::with_capacity(planned.len());
     let zones = planned
         .iter()
-        .enumerate()
-        .map(|(i, zp)| {
-            if planned[..i].iter().any(|earlier| earlier.zone == zp.zone) {
+        .map(|zp| {
+            if !seen.insert(&zp.zone) {
                 let mut p = empty_plan(zp.zone.clone(), zp.policy);
                 p.before = zp.before.clone();
                 hold_all(&mut p, zp, "the plan names the zone more than once");
                 return p;
             }
-            recheck_zone(inv, obs, findings, zp)
+            recheck_zone(inv, declared.get(&zp.zone).copied(), obs, &by_zone, zp)
         })
         .collect();
     Plan { zones }
@@ -183,9 +222,9 @@ struct Asked {
     held: Vec<Held>,
 }
 
-fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zone) -> ZonePlan {
+fn plan_zone(inv: &Inventory, obs: &Observation, by_zone: &ByZone, zone: &Zone) -> ZonePlan {
     let mut p = empty_plan(zone.name.clone(), zone.policy);
-    let before = match readable_rrset(obs, zone) {
+    let before = match readable_rrset(by_zone.view(&zone.name)) {
         Ok(before) => before,
         Err((reason, servers)) => {
             p.held.push(Held { record: None, reason: format!("not planned: {reason}") });
@@ -194,15 +233,22 @@ fn plan_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], zone: &Zo
         }
     };
     p.before = before;
-    let asked = asked(inv, zone, &p.before, findings);
+    let asked = asked(inv, zone, &p.before, by_zone.findings(&zone.name));
     p.held.extend(asked.held);
     p.changes = rails(obs, zone, &p.before, asked.deletes, asked.adds, &mut p.held);
     hold_by_policy(&mut p);
     p
 }
 
-fn recheck_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], planned: &ZonePlan) -> ZonePlan {
-    let Some(zone) = inv.zone(&planned.zone) else {
+/// `zone` is the inventory's zone of that name, if it declares one.
+fn recheck_zone(
+    inv: &Inventory,
+    zone: Option<&Zone>,
+    obs: &Observation,
+    by_zone: &ByZone,
+    planned: &ZonePlan,
+) -> ZonePlan {
+    let Some(zone) = zone else {
         let mut p = empty_plan(planned.zone.clone(), planned.policy);
         p.before = planned.before.clone();
         hold_all(&mut p, planned, "the zone is not in the inventory");
@@ -210,7 +256,7 @@ fn recheck_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], planne
     };
     // The inventory's word on the policy, not the plan's.
     let mut p = empty_plan(zone.name.clone(), zone.policy);
-    let now = match readable_rrset(obs, zone) {
+    let now = match readable_rrset(by_zone.view(&zone.name)) {
         Ok(now) => now,
         Err((reason, servers)) => {
             p.servers = servers;
@@ -224,7 +270,7 @@ fn recheck_zone(inv: &Inventory, obs: &Observation, findings: &[Finding], planne
         hold_all(&mut p, planned, "the zone's RRset now is not the one the plan was made from; make a new plan");
         return p;
     }
-    let asked = asked(inv, zone, &p.before, findings);
+    let asked = asked(inv, zone, &p.before, by_zone.findings(&zone.name));
     // A change as written: the action and the whole record, TTL included.
     let same = |a: &Change, b: &Change| a.action == b.action && a.record == b.record;
     let in_plan = |c: &Change| planned.changes.iter().any(|pc| same(pc, c));
@@ -262,8 +308,8 @@ fn hold_all(p: &mut ZonePlan, planned: &ZonePlan, reason: &str) {
 
 /// The first rail: the zone's RRset, when every server could be read and they all hold the
 /// same records. Otherwise why not, with what each server holds (or that it is unknown).
-fn readable_rrset(obs: &Observation, zone: &Zone) -> Result<Vec<SrvRecord>, (String, Vec<ServerHolding>)> {
-    let Some(view) = obs.zones.iter().find(|v| v.zone == zone.name) else {
+fn readable_rrset(view: Option<&ZoneView>) -> Result<Vec<SrvRecord>, (String, Vec<ServerHolding>)> {
+    let Some(view) = view else {
         return Err(("the zone was not observed".into(), vec![]));
     };
     let servers: Vec<ServerHolding> = view
@@ -311,10 +357,10 @@ fn readable_rrset(obs: &Observation, zone: &Zone) -> Result<Vec<SrvRecord>, (Str
     Ok(before)
 }
 
-/// Deletes (with their urgency) and adds, as the zone's findings ask.
-fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[Finding]) -> Asked {
+/// Deletes (with their urgency) and adds, as the zone's findings (`findings`) ask.
+fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[&Finding]) -> Asked {
     let mut out = Asked { deletes: vec![], adds: vec![], held: vec![] };
-    for f in findings.iter().filter(|f| f.zone == zone.name) {
+    for f in findings {
         let Some(record) = f.record.clone() else { continue };
         let change = |action, record| Change { action, record, code: f.code, reason: f.message.clone() };
         match f.code {

@@ -156,24 +156,9 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
     });
 
     // 1. Every server of every zone, at once. Server host names are resolved once each.
+    // At most `concurrency` reads are spawned at a time: a task holds its whole future from
+    // the start, and 20,000 of them waiting for a permit were most of a large audit's memory.
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
-    let mut jobs = JoinSet::new();
-    for (zi, zone) in inv.zones.iter().filter(in_scope).enumerate() {
-        for (si, server) in zone.servers.iter().enumerate() {
-            let (reader, limit, zone) = (reader.clone(), limit.clone(), zone.name.clone());
-            let addr = server_addrs.get(server).cloned();
-            jobs.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let failed = |e: ReadError| (SrvAnswer::Failed { error: e.clone() }, Err(e), None);
-                let view = match addr {
-                    Some(Ok(addr)) => reader.zone_view(addr, &zone).await,
-                    Some(Err(e)) => failed(e),
-                    None => failed(ReadError::Network("the server name was not resolved".into())),
-                };
-                (zi, si, view)
-            });
-        }
-    }
     let mut zones: Vec<ZoneView> = inv
         .zones
         .iter()
@@ -192,11 +177,38 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
                 .collect(),
         })
         .collect();
-    while let Some(done) = jobs.join_next().await {
+    type Read = (usize, usize, (SrvAnswer, Result<u32, ReadError>, Option<DnsName>));
+    let record = |zones: &mut Vec<ZoneView>, done: Result<Read, tokio::task::JoinError>| {
         if let Ok((zi, si, (srv, serial, mname))) = done {
             let view = &mut zones[zi].servers[si];
             (view.srv, view.serial, view.mname) = (srv, serial, mname);
         }
+    };
+    let mut jobs = JoinSet::new();
+    for (zi, zone) in inv.zones.iter().filter(in_scope).enumerate() {
+        for (si, server) in zone.servers.iter().enumerate() {
+            while jobs.len() >= inv.defaults.concurrency {
+                match jobs.join_next().await {
+                    Some(done) => record(&mut zones, done),
+                    None => break,
+                }
+            }
+            let (reader, limit, zone) = (reader.clone(), limit.clone(), zone.name.clone());
+            let addr = server_addrs.get(server).cloned();
+            jobs.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let failed = |e: ReadError| (SrvAnswer::Failed { error: e.clone() }, Err(e), None);
+                let view = match addr {
+                    Some(Ok(addr)) => reader.zone_view(addr, &zone).await,
+                    Some(Err(e)) => failed(e),
+                    None => failed(ReadError::Network("the server name was not resolved".into())),
+                };
+                (zi, si, view)
+            });
+        }
+    }
+    while let Some(done) = jobs.join_next().await {
+        record(&mut zones, done);
     }
 
     // 2. Each distinct name once: SRV targets seen anywhere, and inventory hosts that may be published.

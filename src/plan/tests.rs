@@ -419,3 +419,75 @@ fn a_held_zone_says_what_each_server_holds_and_which_is_unknown() {
     // A zone that could be read holds no such list: `before` says it all.
     assert!(plan_of(&World::with_zone_settings(REPAIR, &["kms1.corp.test"])).servers.is_empty());
 }
+
+/// `n` zones on two servers, 3 active hosts publishing in every zone; each zone serves kms1,
+/// kms2 and a dead host, so that every zone has findings (a missing kms3, a stale-dead record)
+/// and a plan.
+fn estate(n: usize) -> (Inventory, Observation) {
+    let mut text = String::from("[defaults]\nretries = 1\n");
+    for i in 0..n {
+        text += &format!(
+            "[[zone]]\nname = \"zone{i}.test\"\nservers = [\"127.0.0.1:5300\", \"127.0.0.1:5301\"]\npolicy = \"repair\"\nallow_unsigned = true\n"
+        );
+    }
+    let zones: Vec<String> = (0..n).map(|i| format!("\"zone{i}.test\"")).collect();
+    for k in 1..=3 {
+        text += &format!("[[host]]\nname = \"kms{k}.test\"\nzones = [{}]\nstate = \"active\"\n", zones.join(", "));
+    }
+    let inv = Inventory::from_toml(&text).unwrap_or_else(|p| panic!("{p:?}"));
+    let answer = records(&["kms1.test", "kms2.test", "dead.test"]);
+    let zones = inv
+        .zones
+        .iter()
+        .map(|z| crate::observe::ZoneView {
+            zone: z.name.clone(),
+            servers: z
+                .servers
+                .iter()
+                .map(|s| crate::observe::ServerView {
+                    server: s.clone(),
+                    srv: answer.clone(),
+                    serial: Ok(7),
+                    mname: None,
+                })
+                .collect(),
+        })
+        .collect();
+    let mut obs = Observation { zones, ..Default::default() };
+    for (i, (host, state)) in [
+        ("kms1", ProbeState::KmsUp),
+        ("kms2", ProbeState::KmsUp),
+        ("kms3", ProbeState::KmsUp),
+        ("dead", down().unwrap()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ip = std::net::IpAddr::from([127, 0, 0, i as u8 + 1]);
+        obs.names
+            .insert(name(&format!("{host}.test")), Resolution::Addresses { addresses: vec![ip], incomplete: None });
+        obs.probes.insert(std::net::SocketAddr::new(ip, 1688), state);
+    }
+    (inv, obs)
+}
+
+#[test]
+fn audit_and_plan_are_linear_in_the_zones() {
+    // Counted name comparisons, not time: a scan of every zone (or host list, or finding) per
+    // zone would make four times the zones sixteen times the work. Sorting the findings adds a
+    // log factor, hence 6 and not 4.
+    let work = |n: usize| {
+        let (inv, obs) = estate(n);
+        let ((findings, plan), made) = crate::name::comparisons::made_by(|| {
+            let findings = crate::audit::audit(&inv, &obs);
+            let plan = plan(&inv, &obs, &findings);
+            (findings, plan)
+        });
+        assert_eq!(findings.len(), 2 * n, "a stale-dead and a missing-record per zone");
+        let wanted = vec![(Action::Delete, "dead.test".to_string()), (Action::Add, "kms3.test".to_string())];
+        assert!(plan.zones.iter().all(|z| changes(z) == wanted), "{:#?}", plan.zones[0]);
+        made
+    };
+    let (small, large) = (work(300), work(1200));
+    assert!(large <= 6 * small, "300 zones: {small} comparisons, 1200 zones: {large}");
+}
