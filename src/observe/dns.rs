@@ -346,7 +346,11 @@ fn combine(answers: Vec<AddressAnswer>) -> Found {
     addresses.sort();
     addresses.dedup();
     if !addresses.is_empty() {
-        return Found::Resolved(Resolution::Addresses { addresses, incomplete: failed });
+        // An alias another server gives is not followed here: what it leads to is not read.
+        let unfollowed = alias
+            .as_ref()
+            .map(|n| ReadError::Malformed(format!("another server of the zone answers it as an alias of {n}")));
+        return Found::Resolved(Resolution::Addresses { addresses, incomplete: failed.or(unfollowed) });
     }
     match (failed, alias) {
         (Some(error), _) => Found::Resolved(Resolution::Failed { error }),
@@ -511,6 +515,41 @@ pub async fn system_addresses(name: &DnsName, timeout: Duration) -> Resolution {
             } else {
                 Resolution::Failed { error: ReadError::Network(text) }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn no_address_needs_every_server_to_say_so_and_anything_unread_makes_addresses_incomplete() {
+        let none = || AddressAnswer::Addresses(vec![]);
+        let alias = || AddressAnswer::Alias(DnsName::parse("live.hosts.test").unwrap());
+        let failed = || AddressAnswer::Failed(ReadError::Timeout);
+        let found = |a: Vec<AddressAnswer>| combine(a);
+        assert_eq!(found(vec![none(), none()]), Found::Resolved(Resolution::NoAddress));
+        assert!(matches!(found(vec![]), Found::Resolved(Resolution::Failed { .. })));
+        assert!(matches!(found(vec![none(), failed()]), Found::Resolved(Resolution::Failed { .. })));
+        assert_eq!(found(vec![none(), alias()]), Found::Alias(DnsName::parse("live.hosts.test").unwrap()));
+        let complete = found(vec![AddressAnswer::Addresses(vec![ip(2), ip(1)]), none()]);
+        assert_eq!(
+            complete,
+            Found::Resolved(Resolution::Addresses { addresses: vec![ip(1), ip(2)], incomplete: None })
+        );
+        // A server that could not be read, or that calls the name an alias this lookup does not
+        // follow, may know addresses the others do not: "every address is down" cannot be said.
+        for other in [failed(), alias()] {
+            let partial = found(vec![AddressAnswer::Addresses(vec![ip(1)]), other]);
+            assert!(
+                matches!(partial, Found::Resolved(Resolution::Addresses { incomplete: Some(_), .. })),
+                "{partial:?}"
+            );
         }
     }
 }
