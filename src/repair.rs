@@ -803,7 +803,7 @@ pub async fn repair_acl(
     override_policy: bool,
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
-    use crate::audit::access::may_update;
+    use crate::audit::access::{may_update, may_update_through_dlz};
     use crate::observe::ad::AdRead;
     use crate::wire::security::Ace;
 
@@ -852,7 +852,7 @@ pub async fn repair_acl(
         let Some(sd) = node.sd.clone() else { continue };
         // The group may write already: the hosts still blocked are not (yet) in it, which a
         // second ACE would not change (see not_members).
-        if may_update(&sd, &[group.sid]).allowed() {
+        if may_update(&sd, &[group.sid]).allowed() && may_update_through_dlz(&sd, &[group.sid]).allowed() {
             continue;
         }
         let mut outcome = AclOutcome {
