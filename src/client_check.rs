@@ -21,9 +21,10 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use serde::Serialize;
 
 use crate::audit::{Code, Severity};
+use crate::model::{ProbeState, ReadError, Resolution, SrvRecord};
 use crate::name::DnsName;
 use crate::observe::dns::MAX_ALIASES;
-use crate::observe::{DnsReader, ProbeState, ReadError, Resolution, SrvRecord, probe};
+use crate::observe::{DnsReader, probe};
 
 /// The JSON schema of `kmsdns client-check --format json`.
 pub const SCHEMA: u32 = 1;

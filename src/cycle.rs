@@ -15,7 +15,8 @@
 use crate::apply::Mode;
 use crate::audit::{Finding, audit};
 use crate::inventory::Inventory;
-use crate::observe::{self, Observation};
+use crate::model::Observation;
+use crate::observe::{self};
 use crate::plan::Plan;
 use crate::repair::{self, ZoneOutcome};
 

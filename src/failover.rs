@@ -20,8 +20,9 @@ use serde::Serialize;
 
 use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
 use crate::inventory::{HostState, Inventory, Zone};
+use crate::model::{ProbeState, Resolution, SrvAnswer, SrvRecord};
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, ProbeState, Resolution, SrvAnswer, SrvRecord};
+use crate::observe::{self, DnsReader};
 use crate::repair::{await_propagation, resolve_primary};
 
 /// What the admin asked for.
@@ -357,7 +358,8 @@ async fn ad_check(
     zones: &[DnsName],
 ) -> (StepResult, Vec<String>) {
     use crate::audit::access::{computer_token, may_update};
-    use crate::observe::ad::{AdRead, observe_ad};
+    use crate::model::ad::AdRead;
+    use crate::observe::ad::observe_ad;
     let view = match observe_ad(inv, ad).await {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => {
@@ -409,7 +411,8 @@ async fn directory_holds(
     ad: &crate::inventory::AdSettings,
     zones: &[(Zone, RrsetUpdate)],
 ) -> (bool, Vec<String>) {
-    use crate::observe::ad::{AdRead, observe_ad};
+    use crate::model::ad::AdRead;
+    use crate::observe::ad::observe_ad;
     let view = match observe_ad(inv, ad).await {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => return (false, vec![format!("the directory could not be read: {error}")]),

@@ -10,7 +10,7 @@ use kmsdns::apply::Mode;
 use kmsdns::audit::Finding;
 use kmsdns::inventory::Inventory;
 use kmsdns::journal::Journal;
-use kmsdns::observe::Observation;
+use kmsdns::model::Observation;
 use kmsdns::plan::file::{PlanFile, PlanFileError};
 use kmsdns::report::{AuditReport, EXIT_UNKNOWN, RepairReport};
 

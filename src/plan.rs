@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};
 use crate::inventory::{Inventory, Policy, Zone};
+use crate::model::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 use crate::name::DnsName;
-use crate::observe::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 
 /// The plan for every zone of the inventory, in inventory order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

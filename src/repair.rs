@@ -18,8 +18,9 @@ use crate::apply::{self, Authority, CommitError, Committed, Mode, RrsetUpdate};
 use crate::audit::audit;
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
+use crate::model::{Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
+use crate::observe::{self, DnsReader};
 use crate::plan::{Plan, ZonePlan};
 
 /// Prerequisite conflicts retried before giving up.
@@ -446,7 +447,7 @@ fn not_applied(mode: Mode<'_>, id: u64, zone: &DnsName, primary: SocketAddr) -> 
 }
 
 /// How a zone's updates are signed. GSS-TSIG needs the DNS server's name for its Kerberos
-/// service (DNS/<fqdn>): `primary =` when it is a name, else the SOA MNAME the servers gave.
+/// service (`DNS/<fqdn>`): `primary =` when it is a name, else the SOA MNAME the servers gave.
 pub fn auth_for(inv: &Inventory, zone: &Zone, mname: Option<&DnsName>) -> Result<apply::Auth, String> {
     #[cfg(not(feature = "gss-tsig"))]
     let _ = mname;
@@ -571,9 +572,9 @@ pub async fn await_propagation(
             let answer = match observe::dns::server_socket_addrs(s, inv.defaults.timeout).await {
                 Ok(addrs) => match addrs.first() {
                     Some(a) => reader.zone_view(*a, &zone.name).await.0,
-                    None => {
-                        SrvAnswer::Failed { error: observe::ReadError::Network("the server has no address".into()) }
-                    }
+                    None => SrvAnswer::Failed {
+                        error: crate::model::ReadError::Network("the server has no address".into()),
+                    },
                 },
                 Err(error) => SrvAnswer::Failed { error },
             };
@@ -804,7 +805,7 @@ pub async fn repair_acl(
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
     use crate::audit::access::may_update;
-    use crate::observe::ad::AdRead;
+    use crate::model::ad::AdRead;
     use crate::wire::security::Ace;
 
     let mut out = AclRepair { group: None, zones: vec![], not_members: vec![], error: None };

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::audit::{Finding, Severity};
 use crate::inventory::Inventory;
+use crate::model::{Observation, ProbeState, ReadError, Resolution, SrvAnswer, SrvRecord};
 use crate::name::DnsName;
-use crate::observe::{Observation, ProbeState, ReadError, Resolution, SrvAnswer, SrvRecord};
 
 pub mod client;
 pub mod nagios;
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]), 2);
     }
 
-    fn held_outcome(answers: [crate::observe::SrvAnswer; 2]) -> crate::repair::ZoneOutcome {
+    fn held_outcome(answers: [crate::model::SrvAnswer; 2]) -> crate::repair::ZoneOutcome {
         let [a, b] = answers;
         let w = crate::testkit::World::new(&["kms1.corp.test"]).server(0, a).server(1, b);
         let plan = crate::plan::plan(&w.inv, &w.obs, &w.findings()).zones.remove(0);
