@@ -34,6 +34,12 @@ pub const SCHEMA: u32 = 1;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(21);
 /// How long one DNS question to the resolver may take, and how often it is asked again.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a resolver named with `--resolver` listens: its address, or its name's addresses
+/// through the system resolver.
+pub async fn resolver_addrs(named: &crate::inventory::ServerAddr) -> Result<Vec<SocketAddr>, ReadError> {
+    crate::observe::dns::server_socket_addrs(named, DNS_TIMEOUT).await
+}
 pub const DNS_RETRIES: u8 = 1;
 
 /// A resolver to ask, and where it came from.

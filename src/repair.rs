@@ -644,6 +644,8 @@ pub enum UndoError {
     Server(String),
     #[error("{0}")]
     Auth(String),
+    #[error("an undo is a change: it is sent with the journal, never as a dry run")]
+    DryRun,
 }
 
 /// Restores the RRset a journal entry changed, if it is still as that entry left it: the
