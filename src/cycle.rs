@@ -60,7 +60,10 @@ pub enum Carry<'a> {
     /// now, and never planned again after a conflict, since a new plan is one nobody reviewed.
     Reviewed,
     /// The daemon's steering: its halt flag and hysteresis.
-    Daemon(&'a repair::Daemon<'a>),
+    Daemon(&'a repair::Steer<'a>),
+    /// A failover's plan: a zone that hits a conflict is observed and planned again by the
+    /// failover's planner; `override_policy` lets audit-only zones be written.
+    Failover { failover: &'a crate::plan::failover::Failover, override_policy: bool },
 }
 
 /// Apply, verify and journal: each zone's change sent through the one sender, verified on
@@ -70,6 +73,16 @@ pub async fn carry_out(inv: &Inventory, seen: &Seen, plan: Plan, mode: Mode<'_>,
         Carry::Planned => repair::carry_out(inv, &seen.obs, plan, mode).await,
         Carry::Reviewed => repair::carry_out_reviewed(inv, &seen.obs, plan, mode).await,
         Carry::Daemon(steer) => repair::carry_out_with(inv, &seen.obs, plan, mode, steer).await,
+        Carry::Failover { failover, override_policy } => {
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let steer = repair::Steer {
+                halt: &never,
+                health: None,
+                replan: repair::Replan::Failover(failover),
+                override_policy,
+            };
+            repair::carry_out_with(inv, &seen.obs, plan, mode, &steer).await
+        }
     }
 }
 

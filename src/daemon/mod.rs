@@ -396,7 +396,12 @@ impl Daemon {
         seen.findings.extend(crate::audit::ttl_findings(inv, &seen.obs));
         log_findings(&mut self.findings, &seen.findings);
         let plan = cycle::plan(inv, &seen);
-        let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
+        let steer = repair::Steer {
+            halt,
+            health: Some(&self.health),
+            replan: repair::Replan::Inventory,
+            override_policy: false,
+        };
         let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;
         let (obs, findings) = (&seen.obs, &seen.findings);
         let (mut applied, mut failed) = (0u64, 0u64);

@@ -69,6 +69,9 @@ pub fn zone_plan_text(out: &mut String, p: &crate::plan::ZonePlan, width: usize)
         let what = h.record.as_ref().map(|r| format!("{r}: ")).unwrap_or_default();
         push_wrapped(out, "  held: ", &format!("{what}{}", h.reason), width);
     }
+    for o in &p.overrides {
+        push_wrapped(out, "  override: ", o, width);
+    }
     if p.changes.is_empty() && p.held.is_empty() {
         let _ = writeln!(out, "  no change needed");
     }
