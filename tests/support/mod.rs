@@ -7,6 +7,8 @@
 
 mod bind;
 mod estate;
+#[cfg(feature = "gss-tsig")]
+pub mod gss_commit;
 pub mod interop;
 mod knot;
 mod pdns;
