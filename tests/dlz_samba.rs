@@ -3,6 +3,7 @@
 //! KMS site as on Samba's internal DNS: the audit finds exactly what is wrong; a KMS host's
 //! account is denied until `repair --acl`, and BIND says so with REFUSED where internal DNS says
 //! SERVFAIL; after the fix one Kerberos-signed repair heals the zone and a second sends nothing.
+//! Two daemons, as two KMS hosts' accounts, neither flap nor clobber each other through BIND.
 //! Needs root (the lab's network namespace) and bind9 + samba (`scripts/install-test-deps`).
 
 mod support;
@@ -10,6 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::SambaLab;
@@ -53,7 +55,8 @@ fn srv(host: &str) -> String {
     format!("0 0 1688 {host}.corp.test.")
 }
 
-struct Responders(#[allow(dead_code)] Vec<kmsdns::demo::responder::KmsResponder>);
+/// KMS stand-ins for kms1, kms2 and old, in that order, inside the lab's namespace.
+struct Responders(Vec<Option<kmsdns::demo::responder::KmsResponder>>);
 
 /// The DC behind BIND, KMS1$ and KMS2$ in KMS-Hosts. KMS1$ published kms1, old and kms9 with
 /// Kerberos through BIND, so it owns `_vlmcs._tcp`; kms2 is not published yet.
@@ -69,10 +72,9 @@ fn site() -> (SambaLab, Responders, PathBuf) {
     }
     let addrs: Vec<std::net::SocketAddr> =
         HOSTS.iter().filter(|h| h.2).map(|(_, ip, _)| format!("{ip}:1688").parse().unwrap()).collect();
-    let responders =
-        Responders(lab.in_netns(move || {
-            addrs.into_iter().map(|a| kmsdns::demo::responder::KmsResponder::up(a).unwrap()).collect()
-        }));
+    let responders = Responders(lab.in_netns(move || {
+        addrs.into_iter().map(|a| Some(kmsdns::demo::responder::KmsResponder::up(a).unwrap())).collect()
+    }));
     let cc1 = lab.kinit("KMS1$", "KMS1Passw0rd!");
     for host in ["kms1", "old", "kms9"] {
         let add = format!("update add {VLMCS}. 3600 IN SRV 0 0 1688 {host}.corp.test.");
@@ -247,4 +249,100 @@ fn write_access_granted_by_hand_is_not_enough_behind_bind_and_the_audit_says_so(
     assert!(!findings(&lab, &out).iter().any(|(c, _)| c == "update-blocked-acl"), "{}", show(&lab, &out));
     assert_eq!(lab.nsupdate_gss(&cc2, &[&add]), "NOERROR", "{}", lab.named_log());
     assert_eq!(lab.dig(VLMCS, "SRV"), [srv("kms1"), srv("kms2"), srv("kms9"), srv("old")]);
+}
+
+/// Changes a daemon journaled as applied (its state dir's journal.jsonl).
+fn applied(state: &Path) -> usize {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("journal line is JSON"))
+        .filter(|l| l["phase"] == "outcome" && l["result"] == "applied")
+        .count()
+}
+
+#[test]
+fn two_daemons_as_two_kms_hosts_neither_flap_nor_clobber_through_bind() {
+    let (lab, mut kms, inv) = site();
+    let cc1 = lab.kinit("KMS1$", "KMS1Passw0rd!");
+    let cc2 = lab.kinit("KMS2$", "KMS2Passw0rd!");
+    let inv_s = inv.to_str().unwrap();
+    // Start from a healed zone that both accounts may write: kms1 and kms2.
+    for args in [&["repair", "--acl", "--apply", "--config", inv_s][..], &["repair", "--apply", "--config", inv_s]] {
+        let out = kmsdns(&lab, &cc2, args);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&lab, &out));
+    }
+    let healed = [srv("kms1"), srv("kms2")];
+    assert_eq!(lab.dig(VLMCS, "SRV"), healed);
+
+    let config = lab.dir.path().join("daemon.toml");
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "[daemon]\n",
+        "[daemon]\ninterval = \"700ms\"\nprobe_interval = \"150ms\"\nfail_after = 3\nrecover_after = 2\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let start = |cc: &Path, name: &str| {
+        let state = lab.dir.path().join(name);
+        let log = std::fs::File::create(lab.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = lab
+            .command(env!("CARGO_BIN_EXE_kmsdns"))
+            .args(["run", "--config", config.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+            .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+            .env("RUST_LOG", "kmsdns=info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kmsdns run in the lab");
+        (Daemon(child), state)
+    };
+    let (_a, a_state) = start(&cc1, "daemon-kms1");
+    let (_b, b_state) = start(&cc2, "daemon-kms2");
+    let logs = || {
+        ["daemon-kms1.log", "daemon-kms2.log"]
+            .map(|f| std::fs::read_to_string(lab.dir.path().join(f)).unwrap_or_default())
+            .join("\n---\n")
+    };
+    let wait_srv = |want: &[String]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lab.dig(VLMCS, "SRV") != want {
+            assert!(Instant::now() < deadline, "{:?} instead of {want:?}\n{}", lab.dig(VLMCS, "SRV"), logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Both daemons work: each has found kms1 and kms2 alive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for f in ["daemon-kms1.log", "daemon-kms2.log"] {
+        let log = || std::fs::read_to_string(lab.dir.path().join(f)).unwrap_or_default();
+        while log().matches("is now alive").count() < 2 {
+            assert!(Instant::now() < deadline, "{f}: no 2x \"is now alive\":\n{}", logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // kms2 dies: exactly one daemon removes it.
+    kms.0[1] = None;
+    wait_srv(&healed[..1]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(applied(&a_state) + applied(&b_state), 1, "exactly one daemon deletes:\n{}", logs());
+
+    // kms2 comes back: exactly one daemon adds it.
+    kms.0[1] =
+        Some(lab.in_netns(|| kmsdns::demo::responder::KmsResponder::up("127.0.0.22:1688".parse().unwrap()).unwrap()));
+    wait_srv(&healed);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(applied(&a_state) + applied(&b_state), 2, "exactly one daemon adds:\n{}", logs());
+    assert_eq!(lab.dig(VLMCS, "SRV"), healed);
+}
+
+/// `kmsdns run` in the lab, stopped by PID on drop (also when the test fails).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
 }
