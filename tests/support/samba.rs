@@ -379,20 +379,8 @@ impl SambaLab {
     }
 
     fn stop_samba(&mut self) {
-        if let Some(mut samba) = self.samba.take() {
-            let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
-            if running(&mut samba) {
-                let _ = Command::new(tool("kill")).args(["-TERM", &samba.id().to_string()]).status();
-                let deadline = Instant::now() + STOP_GRACE;
-                while running(&mut samba) && Instant::now() < deadline {
-                    sleep(Duration::from_millis(20));
-                }
-                if running(&mut samba) {
-                    eprintln!("samba lab: samba (pid {}) ignored SIGTERM for {STOP_GRACE:?}; SIGKILL", samba.id());
-                    let _ = samba.kill();
-                }
-            }
-            let _ = samba.wait();
+        if let Some(samba) = self.samba.take() {
+            stop_by_pid(samba, "samba", STOP_GRACE);
         }
     }
 
@@ -600,26 +588,34 @@ impl SambaLab {
 
     /// `samba -F` in the namespace (G3); setpriv and nsenter exec, so the child's PID is samba's main PID.
     fn start_samba(&mut self) {
-        let log = self.path("samba.log");
+        let mut cmd = self.server_command(&tool("samba"), "samba.log");
+        cmd.args(["-F", "--debug-stdout", "--debuglevel=1"])
+            .arg(format!("--maximum-runtime={MAX_RUNTIME_S}"))
+            .arg("-s")
+            .arg(self.smb_conf());
+        let child = spawn_from_keeper(cmd).unwrap_or_else(|e| panic!("spawn samba: {e}"));
+        self.samba = Some(child);
+    }
+
+    /// A server process in the namespace, SIGTERM when the keeper thread goes (`setpriv --pdeathsig`); setpriv
+    /// and nsenter exec, so the child's PID is the server's. stdout and stderr go to `log` in the lab dir; add
+    /// the server's arguments, then [`spawn_from_keeper`].
+    fn server_command(&self, program: &Path, log: &str) -> Command {
+        let log = self.path(log);
         let out = fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone samba.log handle");
+        let err = out.try_clone().unwrap_or_else(|e| panic!("clone the handle of {}: {e}", log.display()));
         let mut cmd = Command::new(tool("setpriv"));
         cmd.args(["--pdeathsig", "TERM", "--"])
             .arg(tool("nsenter"))
             .arg("-t")
             .arg(self.holder_pid.to_string())
             .args(["-n", "-m", "-u", "--"])
-            .arg(tool("samba"))
-            .args(["-F", "--debug-stdout", "--debuglevel=1"])
-            .arg(format!("--maximum-runtime={MAX_RUNTIME_S}"))
-            .arg("-s")
-            .arg(self.smb_conf())
+            .arg(program)
             .env("KRB5_CONFIG", self.path("krb5.conf"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let child = spawn_from_keeper(cmd).unwrap_or_else(|e| panic!("spawn samba: {e}"));
-        self.samba = Some(child);
+        cmd
     }
 
     /// Polls until the rootDSE answers over LDAP, DNS gives dc1's A record and the KDC hands out a ticket; then
@@ -807,6 +803,23 @@ fn parse_update_rcode(text: &str) -> Option<String> {
             .and_then(|r| r.split(['(', ' ']).next())
             .map(str::to_string)
     })
+}
+
+/// SIGTERM to a server the lab started, by its PID; SIGKILL if it is still there after `grace`.
+fn stop_by_pid(mut child: Child, what: &str, grace: Duration) {
+    let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
+    if running(&mut child) {
+        let _ = Command::new(tool("kill")).args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        while running(&mut child) && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+        if running(&mut child) {
+            eprintln!("samba lab: {what} (pid {}) ignored SIGTERM for {grace:?}; SIGKILL", child.id());
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
 }
 
 /// Root and every tool, or a panic naming what is missing (never a silent skip).

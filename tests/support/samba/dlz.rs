@@ -15,10 +15,9 @@
 //!   partitions), so records added by `samba-tool dns add` and ACL changes are seen at once.
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{DnsBackend, SambaLab, find_tool, spawn_from_keeper, tool};
+use super::{DnsBackend, SambaLab, find_tool, spawn_from_keeper, stop_by_pid};
 
 /// Samba ships one module per BIND minor; bookworm's bind9 is 9.18.
 const DLZ_MODULE: &str = "/usr/lib/x86_64-linux-gnu/samba/bind9/dlz_bind9_18.so";
@@ -117,45 +116,18 @@ impl SambaLab {
         check.arg(&named_conf);
         self.checked(check, None, "named-checkconf");
 
-        let out_path = dir.join("stdout.log");
-        let out = fs::File::create(&out_path).unwrap_or_else(|e| panic!("create {}: {e}", out_path.display()));
-        let err = out.try_clone().expect("clone named stdout.log handle");
-        // -f: foreground, one process, so the child's PID is named's; logging as configured.
-        let mut cmd = Command::new(tool("setpriv"));
-        cmd.args(["--pdeathsig", "TERM", "--"])
-            .arg(tool("nsenter"))
-            .arg("-t")
-            .arg(self.holder_pid.to_string())
-            .args(["-n", "-m", "-u", "--"])
-            .arg(find_tool("named").expect("named (checked by preflight)"))
-            .args(["-f", "-c"])
-            .arg(&named_conf)
-            .env("SMB_CONF_PATH", self.smb_conf())
-            .env("KRB5_CONFIG", self.path("krb5.conf"))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        // -f: foreground, one process; logging as configured, stdout.log catches what comes before.
+        let named = find_tool("named").expect("named (checked by preflight)");
+        let mut cmd = self.server_command(&named, "named/stdout.log");
+        cmd.args(["-f", "-c"]).arg(&named_conf).env("SMB_CONF_PATH", self.smb_conf());
         let child = spawn_from_keeper(cmd).unwrap_or_else(|e| panic!("spawn named: {e}"));
         self.named = Some(child);
     }
 
     /// SIGTERM to named by PID, then SIGKILL after a grace period. Idempotent.
     pub(super) fn stop_named(&mut self) {
-        let Some(mut named) = self.named.take() else {
-            return;
-        };
-        let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
-        if running(&mut named) {
-            let _ = Command::new(tool("kill")).args(["-TERM", &named.id().to_string()]).status();
-            let deadline = Instant::now() + NAMED_STOP_GRACE;
-            while running(&mut named) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if running(&mut named) {
-                eprintln!("samba lab: named (pid {}) ignored SIGTERM for {NAMED_STOP_GRACE:?}; SIGKILL", named.id());
-                let _ = named.kill();
-            }
+        if let Some(named) = self.named.take() {
+            stop_by_pid(named, "named", NAMED_STOP_GRACE);
         }
-        let _ = named.wait();
     }
 }
