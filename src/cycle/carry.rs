@@ -87,15 +87,7 @@ impl ZoneResult {
 
 /// Carries out `plan` zone by zone, concurrently under the inventory's bound.
 pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
-    let never = AtomicBool::new(false);
-    carry_out_with(
-        inv,
-        obs,
-        plan,
-        mode,
-        &Steer { halt: &never, health: None, replan: Replan::Inventory, override_policy: false },
-    )
-    .await
+    carry_out_with(inv, obs, plan, mode, &Steer::one_shot(Replan::Inventory, false)).await
 }
 
 /// Carries out a reviewed plan (`kmsdns apply`). The plan is not trusted as written: each
@@ -106,15 +98,7 @@ pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mod
 pub async fn carry_out_reviewed(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
     let findings = audit(inv, obs);
     let plan = crate::plan::recheck(inv, obs, &findings, &plan.zones);
-    let never = AtomicBool::new(false);
-    carry_out_with(
-        inv,
-        obs,
-        plan,
-        mode,
-        &Steer { halt: &never, health: None, replan: Replan::Never, override_policy: false },
-    )
-    .await
+    carry_out_with(inv, obs, plan, mode, &Steer::one_shot(Replan::Never, false)).await
 }
 
 /// How a command steers the carrying out of its plan: once `halt` is set no further update is
@@ -127,6 +111,14 @@ pub struct Steer<'a> {
     pub replan: Replan<'a>,
     /// The operator's `--override-policy`: zones with `policy = "audit"` are written too.
     pub override_policy: bool,
+}
+
+impl<'a> Steer<'a> {
+    /// A command that runs once: nothing halts it, and each probe is its own evidence.
+    pub fn one_shot(replan: Replan<'a>, override_policy: bool) -> Steer<'a> {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        Steer { halt: &NEVER, health: None, replan, override_policy }
+    }
 }
 
 /// How a zone whose prerequisite failed is planned again, from a fresh observation of it.

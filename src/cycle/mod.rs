@@ -91,8 +91,7 @@ pub async fn carry_out(inv: &Inventory, seen: &Seen, plan: Plan, mode: Mode<'_>,
         Carry::Reviewed => carry::carry_out_reviewed(inv, &seen.obs, plan, mode).await,
         Carry::Daemon(steer) => carry::carry_out_with(inv, &seen.obs, plan, mode, steer).await,
         Carry::Failover { failover, override_policy } => {
-            let never = std::sync::atomic::AtomicBool::new(false);
-            let steer = Steer { halt: &never, health: None, replan: Replan::Failover(failover), override_policy };
+            let steer = Steer::one_shot(Replan::Failover(failover), override_policy);
             carry::carry_out_with(inv, &seen.obs, plan, mode, &steer).await
         }
     }
