@@ -37,14 +37,13 @@ use tracing::{error, info, warn};
 
 use crate::apply::Mode;
 use crate::audit::{Finding, Severity};
-use crate::cycle::{self, Carry};
+use crate::cycle::{self, Carry, ZoneResult};
 use crate::daemon::health::{Asked, Hysteresis, Transition};
 use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
 use crate::model::Observation;
 use crate::observe::{self};
-use crate::repair::{self, ZoneResult};
 
 /// How long a stop waits for the update in flight before abandoning it.
 const STOP_GRACE: Duration = Duration::from_secs(4);
@@ -396,10 +395,10 @@ impl Daemon {
         seen.findings.extend(crate::audit::ttl_findings(inv, &seen.obs));
         log_findings(&mut self.findings, &seen.findings);
         let plan = cycle::plan(inv, &seen);
-        let steer = repair::Steer {
+        let steer = crate::cycle::Steer {
             halt,
             health: Some(&self.health),
-            replan: repair::Replan::Inventory,
+            replan: crate::cycle::Replan::Inventory,
             override_policy: false,
         };
         let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;
