@@ -64,6 +64,7 @@ pub mod keys;
 pub mod name;
 pub mod net;
 pub mod observe;
+pub mod peers;
 pub mod plan;
 pub mod repair;
 pub mod report;
