@@ -444,10 +444,12 @@ fn journal_if(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Option<Journal>
 /// Opens the journal, reporting changes a crash left without an outcome.
 fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
     let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    let mut journal = Journal::open(&dir).map_err(|e| {
-        eprintln!("kmsdns: {e}");
-        EXIT_UNKNOWN
-    })?;
+    let mut journal = Journal::open(&dir)
+        .map_err(|e| {
+            eprintln!("kmsdns: {e}");
+            EXIT_UNKNOWN
+        })?
+        .for_instance(&inv.instance.id);
     match journal.settle_interrupted() {
         Ok(open) => {
             for i in open {

@@ -301,7 +301,9 @@ fn outages_shorter_than_the_bound_cause_no_update_wherever_they_fall_on_the_audi
         &format!(
             "interval = \"2s\"\nprobe_interval = \"1s\"\nfail_after = {fail_after}\nrecover_after = 2\nmetrics = \"127.0.0.1:{port}\""
         ),
-        "",
+        // One instance alone: its view of the hosts is not shared, so the SOA serial changes
+        // only with an update of the SRV records.
+        "\n[instance]\nshare_view = false\n",
     );
     let state = site.state("state");
     let d = Daemon::start(&config, &state);

@@ -316,7 +316,13 @@ fn a_host_one_site_cannot_reach_is_kept_reported_as_a_split_view_and_removed_onc
     a.wait_log("is now alive", 1, Duration::from_secs(15));
 
     // 30 s of partition: kms2 keeps its record; at most one change (none expected).
+    let serial = sites.lab.serial(0, "corp.test");
     let changes = srv_changes(&sites, Duration::from_secs(30));
+    // The serial moves with each site's heartbeat in the view, not with the SRV records.
+    eprintln!(
+        "partition, 30 s: {changes} SRV change(s); SOA serial {serial:?} -> {:?}",
+        sites.lab.serial(0, "corp.test")
+    );
     let logs = || format!("--- site A ---\n{}\n--- site B ---\n{}", a.log(), b.log());
     assert!(changes <= 1, "the RRset changed {changes} times in 30 s:\n{}", logs());
     assert!(applied(&a_state) + applied(&b_state) <= 1, "updates were applied:\n{}", logs());
@@ -345,6 +351,7 @@ fn a_host_one_site_cannot_reach_is_kept_reported_as_a_split_view_and_removed_onc
     sites.kms[1].1 = None;
     sites.wait_all(&ONLY1, Duration::from_secs(20));
     let took = died.elapsed();
+    eprintln!("dead for both sites: kms2 gone from every server after {took:?}");
     let bound = PROBE * FAIL_AFTER + INTERVAL + Duration::from_secs(1);
     assert!(took <= bound, "kms2 took {took:?} to go (bound {bound:?}):\n{}", logs());
     assert_eq!(applied(&a_state) + applied(&b_state), applied_before + 1, "one delete:\n{}", logs());
@@ -374,8 +381,41 @@ fn a_stopped_site_blocks_deletes_until_its_entry_is_stale_then_the_other_acts_al
     assert!(a.log().contains("finding: split-view corp.test"), "{}", logs());
     // ... and within a cycle (and a second for the work) of it.
     let late = gone - stale_at;
+    eprintln!("site B stopped: kms2 deleted {late:.1} s after site B's entry went stale");
     let bound = (INTERVAL + Duration::from_secs(2)).as_secs_f64();
     assert!(late <= bound, "kms2 went {late:.1} s after site B's entry went stale (bound {bound} s):\n{}", logs());
     assert!(a.log().contains("finding: peer-stale corp.test"), "{}", logs());
     assert_eq!(applied(&a_state), 1, "{}", logs());
+}
+
+#[test]
+fn a_one_shot_repair_does_not_delete_a_host_another_site_sees_alive() {
+    let mut sites = Sites::new();
+    let (config, _state) = sites.site("site-a", None);
+    let config = config.to_str().unwrap();
+    sites.kms[1].1 = None;
+    // kms2 is dead from here; without another instance's word, a repair would delete it.
+    let plan = support::run::kmsdns(&["plan", "--config", config, "--format", "json"]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("\"action\": \"delete\""), "{}", support::run::show(&plan));
+
+    // A live daemon at site B has just said that it sees kms2 alive.
+    let now = unix_now() as u64;
+    let entry = format!("update add {VIEW}. 60 TXT \"v=1 id=site-b t={now} alive=kms1,kms2 dead=\"");
+    sites.lab.update(0, "corp.test", &[&entry]);
+    let out = support::run::kmsdns(&["repair", "--apply", "--config", config, "--format", "json"]);
+    let text = support::run::show(&out);
+    assert_eq!(sites.targets(0), BOTH, "{text}");
+    assert!(text.contains("split-view") && text.contains("instance site-b saw it alive"), "{text}");
+    assert!(text.contains("held back"), "{text}");
+
+    // An entry nobody can read holds the delete too.
+    sites.lab.update(
+        0,
+        "corp.test",
+        &[&format!("update delete {VIEW}. TXT"), &format!("update add {VIEW}. 60 TXT \"hello\"")],
+    );
+    let out = support::run::kmsdns(&["repair", "--apply", "--config", config, "--format", "json"]);
+    let text = support::run::show(&out);
+    assert_eq!(sites.targets(0), BOTH, "{text}");
+    assert!(text.contains("peer-view-unreadable"), "{text}");
 }
