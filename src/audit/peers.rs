@@ -3,7 +3,8 @@
 //!   it answer as a KMS host, the other sees it dead); its record is kept until they agree;
 //! - `peer-stale`: another instance's entry is older than `stale_after` and no longer counts;
 //! - `peer-view-unreadable`: the view could not be read or holds a record that is not an
-//!   entry, so no delete for a dead host is made in the zone.
+//!   entry, so no delete for a dead host is made in the zone (not said of a zone with a
+//!   server that could not be read: that is `server-unreachable`, and holds every change).
 //!
 //! A zone whose view was not read at all (an observation made by hand) gives none of them.
 
@@ -39,6 +40,11 @@ pub fn audit_peers(inv: &Inventory, obs: &crate::observe::Observation) -> Vec<Fi
             fix,
         };
         if let PeerViews::Unknown { why } = views {
+            // A server that could not be read is already `server-unreachable`, and its zone
+            // gets no change at all: the view adds nothing to say.
+            if view.servers.iter().any(|s| s.srv.known_records().is_none()) {
+                continue;
+            }
             out.push(finding(
                 Code::PeerViewUnreadable,
                 None,

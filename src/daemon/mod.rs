@@ -17,7 +17,11 @@
 //!
 //! Several daemons may watch the same zones (two sites): every update asserts the RRset it
 //! observed, so the primary serialises the writers and the loser re-plans from what the
-//! winner wrote. No leader is needed.
+//! winner wrote. No leader is needed. Each also publishes what it sees in the zone's shared
+//! view ([`view`], [`crate::peers`]) after judging and before planning, and no instance
+//! deletes a host for being dead while another's fresh entry sees it alive: two sites that
+//! see a host differently report a `split-view` instead of taking turns deleting and adding
+//! it.
 
 pub mod health;
 pub mod metrics;
