@@ -65,6 +65,7 @@ pub mod failover;
 pub mod inventory;
 pub mod journal;
 pub mod keys;
+pub mod model;
 pub mod name;
 pub mod net;
 pub mod observe;

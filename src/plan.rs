@@ -26,6 +26,7 @@
 //! planner would still make then. A plan file is a reviewed subset of what may be done, never
 //! an instruction.
 
+pub mod failover;
 pub mod file;
 
 use std::collections::{HashMap, HashSet};
@@ -34,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};
 use crate::inventory::{Inventory, Policy, Zone};
+use crate::model::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 use crate::name::DnsName;
-use crate::observe::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 
 /// The plan for every zone of the inventory, in inventory order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +58,10 @@ pub struct ZonePlan {
     /// each server holds, or why that is unknown. `before` is then empty and means nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerHolding>,
+    /// The rails this plan does not apply, each with why: only a failover's plan has any
+    /// ([`failover`]), and it states them here so that what it skips is shown, not hidden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// What one server of a zone holds, or why that is unknown.
@@ -238,7 +243,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, by_zone: &ByZone, zone: &Zone) 
     p.before = before;
     let asked = asked(inv, zone, &p.before, by_zone.findings(&zone.name));
     p.held.extend(asked.held);
-    p.changes = rails(inv, obs, zone, &p.before, asked.deletes, asked.adds, &mut p.held);
+    p.changes = rails(inv, obs, &zone.name, &p.before, asked.deletes, asked.adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
@@ -290,13 +295,13 @@ fn recheck_zone(
     // What goes is what the planner would send now, restricted to what was reviewed.
     let deletes = asked.deletes.into_iter().filter(|(_, d)| in_plan(d)).collect();
     let adds = asked.adds.into_iter().filter(|a| in_plan(a)).collect();
-    p.changes = rails(inv, obs, zone, &p.before, deletes, adds, &mut p.held);
+    p.changes = rails(inv, obs, &zone.name, &p.before, deletes, adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
 
 fn empty_plan(zone: DnsName, policy: Policy) -> ZonePlan {
-    ZonePlan { zone, policy, before: vec![], changes: vec![], held: vec![], servers: vec![] }
+    ZonePlan { zone, policy, before: vec![], changes: vec![], held: vec![], servers: vec![], overrides: vec![] }
 }
 
 /// Holds every change of `planned`, each by its record, for one reason that concerns the zone.
@@ -397,14 +402,16 @@ fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[&Findin
 
 /// The rails on what is asked of a zone whose RRset is `before`: what may go, in order; what
 /// they hold back goes to `held`, by record, with the reason.
+#[allow(clippy::too_many_arguments)]
 fn rails(
     inv: &Inventory,
     obs: &Observation,
-    zone: &Zone,
+    zone: &DnsName,
     before: &[SrvRecord],
     mut deletes: Vec<Ranked>,
     adds: Vec<Change>,
     held: &mut Vec<Held>,
+    max_deletes: usize,
 ) -> Vec<Change> {
     let mut hold = |record: SrvRecord, reason: String| held.push(Held { record: Some(record), reason });
 
@@ -412,7 +419,7 @@ fn rails(
     // working, or a view that could not be read, keeps its record.
     let now = crate::peers::unix_secs(obs.observed_at);
     let me = &inv.instance;
-    let peers = crate::peers::Peers::of(obs.peers.get(&zone.name), &me.id, now, me.stale_after);
+    let peers = crate::peers::Peers::of(obs.peers.get(zone), &me.id, now, me.stale_after);
     let (contradicted, rest): (Vec<Ranked>, Vec<Ranked>) = deletes
         .into_iter()
         .partition(|(_, c)| c.code == Code::StaleDead && peers.hold_delete(&c.record.target, now).is_some());
@@ -442,8 +449,8 @@ fn rails(
     let mut removals = 0;
     for (_, d) in deletes {
         let replaced = adds.iter().any(|a| a.record.target == d.record.target);
-        if !replaced && removals >= zone.max_deletes {
-            let reason = format!("held back: at most max_deletes = {} records are removed per run", zone.max_deletes);
+        if !replaced && removals >= max_deletes {
+            let reason = format!("held back: at most max_deletes = {max_deletes} records are removed per run");
             hold(d.record, reason);
             continue;
         }

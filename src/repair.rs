@@ -18,8 +18,9 @@ use crate::apply::{self, Authority, CommitError, Committed, Mode, RrsetUpdate};
 use crate::audit::audit;
 use crate::inventory::{HostState, Inventory, ServerAddr, ServerHost, Zone};
 use crate::keys::TsigKey;
+use crate::model::{Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, Observation, ProbeState, Resolution, SrvAnswer, SrvRecord, same_rrset};
+use crate::observe::{self, DnsReader};
 use crate::plan::{Plan, ZonePlan};
 
 /// Prerequisite conflicts retried before giving up.
@@ -97,7 +98,14 @@ pub struct ServerCheck {
 /// Carries out `plan` zone by zone, concurrently under the inventory's bound.
 pub async fn carry_out(inv: &Inventory, obs: &Observation, plan: Plan, mode: Mode<'_>) -> Vec<ZoneOutcome> {
     let never = AtomicBool::new(false);
-    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: true }).await
+    carry_out_with(
+        inv,
+        obs,
+        plan,
+        mode,
+        &Steer { halt: &never, health: None, replan: Replan::Inventory, override_policy: false },
+    )
+    .await
 }
 
 /// Carries out a reviewed plan (`kmsdns apply`). The plan is not trusted as written: each
@@ -109,26 +117,45 @@ pub async fn carry_out_reviewed(inv: &Inventory, obs: &Observation, plan: Plan, 
     let findings = audit(inv, obs);
     let plan = crate::plan::recheck(inv, obs, &findings, &plan.zones);
     let never = AtomicBool::new(false);
-    carry_out_with(inv, obs, plan, mode, &Daemon { halt: &never, health: None, replan: false }).await
+    carry_out_with(
+        inv,
+        obs,
+        plan,
+        mode,
+        &Steer { halt: &never, health: None, replan: Replan::Never, override_policy: false },
+    )
+    .await
 }
 
-/// How the daemon steers a repair: once `halt` is set no further update is started (an update
-/// already sent is finished and journaled), and `health`, when given, replaces single probes
-/// with the hysteresis verdicts whenever a zone is observed again after a conflict.
-pub struct Daemon<'a> {
+/// How a command steers the carrying out of its plan: once `halt` is set no further update is
+/// started (an update already sent is finished and journaled); `health`, when given (the
+/// daemon), replaces single probes with the hysteresis verdicts whenever a zone is observed
+/// again after a conflict; `replan` says how a zone is planned again after a conflict.
+pub struct Steer<'a> {
     pub halt: &'a AtomicBool,
     pub health: Option<&'a crate::daemon::health::Hysteresis>,
-    /// Observe and plan a zone again after a prerequisite conflict.
-    pub replan: bool,
+    pub replan: Replan<'a>,
+    /// The operator's `--override-policy`: zones with `policy = "audit"` are written too.
+    pub override_policy: bool,
 }
 
-/// [`carry_out`] under the daemon's steering.
+/// How a zone whose prerequisite failed is planned again, from a fresh observation of it.
+pub enum Replan<'a> {
+    /// Never: the plan was reviewed, and a new one is one nobody reviewed.
+    Never,
+    /// By the inventory's planner ([`crate::plan::plan`]).
+    Inventory,
+    /// By the failover's planner, on the failover's inventory.
+    Failover(&'a crate::plan::failover::Failover),
+}
+
+/// [`carry_out`] under a command's steering.
 pub async fn carry_out_with(
     inv: &Inventory,
     obs: &Observation,
     plan: Plan,
     mode: Mode<'_>,
-    steer: &Daemon<'_>,
+    steer: &Steer<'_>,
 ) -> Vec<ZoneOutcome> {
     if let Mode::Apply(journal) = mode {
         // Changes whose answer nobody saw: what the servers serve now tells.
@@ -172,12 +199,17 @@ fn update_slot(primary: SocketAddr) -> Arc<Semaphore> {
     map.entry(primary).or_insert_with(|| Arc::new(Semaphore::new(UPDATES_PER_PRIMARY))).clone()
 }
 
+/// The zone's plan is to be sent: it has changes, and the zone's policy or the operator allows it.
+fn will_apply(zp: &ZonePlan, override_policy: bool) -> bool {
+    zp.will_apply() || (override_policy && !zp.changes.is_empty())
+}
+
 async fn repair_zone(
     inv: &Inventory,
     obs: &Observation,
     mut zp: ZonePlan,
     mode: Mode<'_>,
-    steer: &Daemon<'_>,
+    steer: &Steer<'_>,
     confirmations: &Confirmations,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
@@ -190,7 +222,7 @@ async fn repair_zone(
     if zp.changes.is_empty() {
         return outcome(zp, ZoneResult::NothingToDo, vec![]);
     }
-    if !zp.will_apply() {
+    if !will_apply(&zp, steer.override_policy) {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
     // The evidence a delete rests on is read again just before it is sent (see
@@ -226,7 +258,8 @@ async fn repair_zone(
             // A primary takes only so many updates at once (BIND's update-quota is 100, and
             // its listen queue is short); beyond that it drops them and we would time out.
             let _slot = update_slot(primary).acquire_owned().await;
-            apply::commit(mode, Authority::Policy(zone.policy), primary, &auth, &update, reasons, None, timeout).await
+            let authority = Authority::over(zone.policy, steer.override_policy);
+            apply::commit(mode, authority, primary, &auth, &update, reasons, None, timeout).await
         };
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
@@ -240,7 +273,7 @@ async fn repair_zone(
                 return outcome(zp, ZoneResult::Applied { id, attempts, lagging }, seen.servers);
             }
             Err(CommitError::Update { source, .. })
-                if source.is_conflict() && steer.replan && attempts <= CONFLICT_RETRIES =>
+                if source.is_conflict() && !matches!(steer.replan, Replan::Never) && attempts <= CONFLICT_RETRIES =>
             {
                 // Someone changed the RRset: look again, plan again, from what is there now.
                 let mut fresh = observe::observe_zone(inv, &zone.name).await;
@@ -248,12 +281,16 @@ async fn repair_zone(
                     fresh.probes = h.effective();
                 }
                 let seen = crate::cycle::judge(inv, fresh);
-                let Some(again) = crate::cycle::plan(inv, &seen).zones.into_iter().find(|p| p.zone == zone.name) else {
+                let again = match steer.replan {
+                    Replan::Failover(f) => crate::plan::failover::plan(inv, &seen.obs, &seen.findings, f),
+                    _ => crate::cycle::plan(inv, &seen),
+                };
+                let Some(again) = again.zones.into_iter().find(|p| p.zone == zone.name) else {
                     let error = "the zone was not planned again".to_string();
                     return outcome(zp, ZoneResult::Failed { error }, vec![]);
                 };
                 zp = again;
-                if !zp.will_apply() {
+                if !will_apply(&zp, steer.override_policy) {
                     let result = if zp.changes.is_empty() {
                         ZoneResult::SettledByOther { attempts }
                     } else {
@@ -446,7 +483,7 @@ fn not_applied(mode: Mode<'_>, id: u64, zone: &DnsName, primary: SocketAddr) -> 
 }
 
 /// How a zone's updates are signed. GSS-TSIG needs the DNS server's name for its Kerberos
-/// service (DNS/<fqdn>): `primary =` when it is a name, else the SOA MNAME the servers gave.
+/// service (`DNS/<fqdn>`): `primary =` when it is a name, else the SOA MNAME the servers gave.
 pub fn auth_for(inv: &Inventory, zone: &Zone, mname: Option<&DnsName>) -> Result<apply::Auth, String> {
     #[cfg(not(feature = "gss-tsig"))]
     let _ = mname;
@@ -571,9 +608,9 @@ pub async fn await_propagation(
             let answer = match observe::dns::server_socket_addrs(s, inv.defaults.timeout).await {
                 Ok(addrs) => match addrs.first() {
                     Some(a) => reader.zone_view(*a, &zone.name).await.0,
-                    None => {
-                        SrvAnswer::Failed { error: observe::ReadError::Network("the server has no address".into()) }
-                    }
+                    None => SrvAnswer::Failed {
+                        error: crate::model::ReadError::Network("the server has no address".into()),
+                    },
                 },
                 Err(error) => SrvAnswer::Failed { error },
             };
@@ -643,6 +680,8 @@ pub enum UndoError {
     Server(String),
     #[error("{0}")]
     Auth(String),
+    #[error("an undo is a change: it is sent with the journal, never as a dry run")]
+    DryRun,
 }
 
 /// Restores the RRset a journal entry changed, if it is still as that entry left it: the
@@ -804,7 +843,7 @@ pub async fn repair_acl(
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
     use crate::audit::access::may_update;
-    use crate::observe::ad::AdRead;
+    use crate::model::ad::AdRead;
     use crate::wire::security::Ace;
 
     let mut out = AclRepair { group: None, zones: vec![], not_members: vec![], error: None };

@@ -20,8 +20,8 @@ use std::time::Duration;
 use kmsdns::apply::{Auth, Authority, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
 use kmsdns::inventory::Policy;
 use kmsdns::journal::Journal;
+use kmsdns::model::SrvRecord;
 use kmsdns::name::DnsName;
-use kmsdns::observe::SrvRecord;
 use support::SambaLab;
 
 const VLMCS: &str = "_vlmcs._tcp.corp.test";

@@ -14,8 +14,8 @@ use hickory_proto::rr::RecordType;
 use kmsdns::apply::{Auth, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use kmsdns::journal::{Applied, Journal};
+use kmsdns::model::SrvRecord;
 use kmsdns::name::DnsName;
-use kmsdns::observe::SrvRecord;
 use support::run::{kmsdns, show};
 use support::{Reply, RogueDns, RogueZone, loopback_ip};
 

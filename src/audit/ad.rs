@@ -15,9 +15,9 @@ use std::time::SystemTime;
 use super::access::{Verdict, computer_token, may_update};
 use super::{Code, Finding, Severity};
 use crate::inventory::{HostState, Inventory, Policy};
+use crate::model::SrvRecord;
+use crate::model::ad::{AccountError, AdNode, AdRead, AdView, AdZone, ZoneProperties};
 use crate::name::DnsName;
-use crate::observe::SrvRecord;
-use crate::observe::ad::{AccountError, AdNode, AdRead, AdView, AdZone, ZoneProperties};
 use crate::wire::dnsp::{AllowUpdate, DnsRecord, RecordData, ZoneSettings, hours_since_1601};
 use crate::wire::security::Sid;
 
@@ -25,12 +25,7 @@ use crate::wire::security::Sid;
 const KMS_REFRESH_HOURS: u32 = 24;
 
 /// Findings from the directory for every zone of the inventory.
-pub fn audit_ad(
-    inv: &Inventory,
-    ad: &AdRead,
-    dns: &[crate::observe::ZoneView],
-    now: Option<SystemTime>,
-) -> Vec<Finding> {
+pub fn audit_ad(inv: &Inventory, ad: &AdRead, dns: &[crate::model::ZoneView], now: Option<SystemTime>) -> Vec<Finding> {
     let view = match ad {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => {
@@ -343,7 +338,7 @@ fn record_findings(
     }
 }
 
-fn divergence(z: &AdZone, node: &AdNode, dns: &[crate::observe::ZoneView], out: &mut Vec<Finding>) {
+fn divergence(z: &AdZone, node: &AdNode, dns: &[crate::model::ZoneView], out: &mut Vec<Finding>) {
     let in_ad: Vec<SrvRecord> = if node.tombstoned { vec![] } else { srv_records(node) };
     let Some(view) = dns.iter().find(|v| v.zone == z.zone) else { return };
     let differing: Vec<String> = view
@@ -351,7 +346,7 @@ fn divergence(z: &AdZone, node: &AdNode, dns: &[crate::observe::ZoneView], out: 
         .iter()
         .filter_map(|s| {
             let served = s.srv.known_records()?;
-            (!crate::observe::same_rrset(served, &in_ad)).then(|| {
+            (!crate::model::same_rrset(served, &in_ad)).then(|| {
                 let targets: Vec<String> = served.iter().map(|r| r.target.to_string()).collect();
                 format!("{} serves [{}]", s.server, targets.join(", "))
             })
@@ -379,8 +374,8 @@ mod tests {
     use base64::Engine;
 
     use super::*;
-    use crate::observe::ad::{AdAccount, AdGroup};
-    use crate::observe::{ServerView, SrvAnswer, ZoneView};
+    use crate::model::ad::{AdAccount, AdGroup};
+    use crate::model::{ServerView, SrvAnswer, ZoneView};
     use crate::wire::dnsp::from_hours_since_1601;
     use crate::wire::security::SecurityDescriptor;
 

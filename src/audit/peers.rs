@@ -15,7 +15,7 @@ use crate::inventory::{HostState, Inventory};
 use crate::name::DnsName;
 use crate::peers::{Entry, PeerViews, Peers, ago, owner, unix_secs};
 
-pub fn audit_peers(inv: &Inventory, obs: &crate::observe::Observation) -> Vec<Finding> {
+pub fn audit_peers(inv: &Inventory, obs: &crate::model::Observation) -> Vec<Finding> {
     let me = &inv.instance;
     let now = unix_secs(obs.observed_at);
     // Indexed once, so that each zone costs the same with 10 zones or 10,000.
@@ -140,7 +140,7 @@ pub fn audit_peers(inv: &Inventory, obs: &crate::observe::Observation) -> Vec<Fi
 #[cfg(test)]
 mod tests {
     use crate::audit::Code;
-    use crate::observe::ProbeState;
+    use crate::model::ProbeState;
     use crate::testkit::World;
 
     fn codes(w: &World) -> Vec<(Code, String)> {

@@ -47,7 +47,8 @@ use crate::daemon::health::{Asked, Hysteresis, Transition};
 use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
-use crate::observe::{self, Observation};
+use crate::model::Observation;
+use crate::observe::{self};
 use crate::repair::{self, ZoneResult};
 
 /// How long a stop waits for the update in flight before abandoning it.
@@ -362,8 +363,8 @@ impl Daemon {
                 t.from.as_str(),
                 t.last.code(),
                 match &t.last {
-                    observe::ProbeState::KmsUp => "",
-                    observe::ProbeState::NotKms(d) | observe::ProbeState::Down(d) => d,
+                    crate::model::ProbeState::KmsUp => "",
+                    crate::model::ProbeState::NotKms(d) | crate::model::ProbeState::Down(d) => d,
                 }
             );
         }
@@ -425,7 +426,12 @@ impl Daemon {
         // Tell the other instances what this one sees before acting on it.
         self.view.publish_all(inv, &seen.obs, Mode::Apply(&self.journal)).await;
         let plan = cycle::plan(inv, &seen);
-        let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
+        let steer = repair::Steer {
+            halt,
+            health: Some(&self.health),
+            replan: repair::Replan::Inventory,
+            override_policy: false,
+        };
         let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;
         let (obs, findings) = (&seen.obs, &seen.findings);
         let (mut applied, mut failed) = (0u64, 0u64);

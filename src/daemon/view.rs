@@ -18,8 +18,8 @@ use crate::apply::view::{PublishError, ViewUpdate, publish};
 use crate::apply::{Authority, CommitError, Mode};
 use crate::audit::{Health, health};
 use crate::inventory::{HostState, Inventory, KmsHost, Policy, Zone};
+use crate::model::Observation;
 use crate::name::DnsName;
-use crate::observe::Observation;
 use crate::peers::{Entry, PeerViews, Sight};
 
 /// What was last written for a zone.

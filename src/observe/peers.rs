@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use super::ReadError;
 use super::dns::DnsReader;
+use crate::model::ReadError;
 use crate::name::DnsName;
 use crate::peers::{Entry, PeerViews, owner};
 
