@@ -465,6 +465,46 @@ async fn confirm_deletes(
         }
     }
     zp.changes = kept;
+    confirm_peers(inv, zp).await;
+}
+
+/// A delete for a dead host rests on the other instances' silence too ([`crate::peers`]): the
+/// zone's shared view is read again over TCP (an answer over UDP can be forged off-path, and
+/// this is the last moment another site can say "alive"), and a delete a fresh entry now
+/// contradicts, or that the view can no longer vouch for, is kept.
+async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan) {
+    use crate::audit::Code;
+    use crate::plan::{Action, Held};
+    let dead = |c: &crate::plan::Change| c.action == Action::Delete && c.code == Code::StaleDead;
+    if !zp.changes.iter().any(dead) {
+        return;
+    }
+    let Some(zone) = inv.zone(&zp.zone) else { return };
+    let reader = DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries);
+    let mut servers = Vec::with_capacity(zone.servers.len());
+    for s in &zone.servers {
+        let addr = observe::dns::server_socket_addrs(s, inv.defaults.timeout).await.and_then(|a| {
+            a.first()
+                .copied()
+                .ok_or_else(|| crate::model::ReadError::Network(format!("the server name of {s} has no address")))
+        });
+        servers.push(addr);
+    }
+    let view = observe::peers::read_view(&reader, &servers, &zone.name).await;
+    let now = crate::peers::unix_secs(Some(std::time::SystemTime::now()));
+    let me = &inv.instance;
+    let peers = crate::peers::Peers::of(Some(&view), &me.id, now, me.stale_after);
+    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut zp.changes)
+        .into_iter()
+        .partition(|c| dead(c) && peers.hold_delete(&c.record.target, now).is_some());
+    for c in held {
+        let why = peers.hold_delete(&c.record.target, now).unwrap_or_default();
+        zp.held.push(Held {
+            record: Some(c.record),
+            reason: format!("kept: the shared view read again over TCP just before the delete: {why}"),
+        });
+    }
+    zp.changes = kept;
 }
 
 /// A NOERROR the primary's own answers give the lie to: journaled as not applied (the last

@@ -27,6 +27,8 @@ struct Written {
     sight: Sight,
     strings: Vec<Vec<u8>>,
     at: Instant,
+    /// Its `t=`.
+    t: u64,
 }
 
 /// The entries this instance wrote, by zone, and the zones whose last write failed.
@@ -34,6 +36,8 @@ struct Written {
 pub struct Publisher {
     written: HashMap<DnsName, Written>,
     failing: BTreeSet<DnsName>,
+    /// Zones where another instance was seen writing under this one's id (warned once).
+    clashes: BTreeSet<DnsName>,
 }
 
 /// What this instance sees of `zone`'s hosts: every SRV target (on its record's port) and
@@ -86,6 +90,18 @@ impl Publisher {
         for zone in inv.zones.iter().filter(|z| z.policy == Policy::Repair) {
             let sight = sight(obs, &zone.name, active_in.get(&zone.name).map_or(&[][..], Vec::as_slice));
             let last = self.written.get(&zone.name);
+            // An entry of this id that this process did not write: two instances share an id,
+            // and each would take the other's view for its own.
+            if let (Some(w), Some(PeerViews::Read { entries })) = (last, obs.peers.get(&zone.name))
+                && entries.iter().any(|e| e.id == me.id && e.at >= w.t && e.encode(&zone.name) != w.strings)
+                && self.clashes.insert(zone.name.clone())
+            {
+                warn!(
+                    zone = %zone.name,
+                    "zone {}: another instance writes its view as {} too; give every instance its own [instance] id, or they do not see each other",
+                    zone.name, me.id
+                );
+            }
             let fresh = last.is_some_and(|w| w.sight == sight && w.at.elapsed() < heartbeat);
             if fresh && !self.failing.contains(&zone.name) {
                 continue;
@@ -123,7 +139,8 @@ impl Publisher {
                     } else {
                         debug!(zone = %zone.name, "zone {}: view refreshed", zone.name);
                     }
-                    self.written.insert(zone.name.clone(), Written { sight, strings: update.add, at: Instant::now() });
+                    self.written
+                        .insert(zone.name.clone(), Written { sight, strings: update.add, at: Instant::now(), t: now });
                 }
                 Err(why) => {
                     if self.failing.insert(zone.name.clone()) {
@@ -142,6 +159,7 @@ impl Publisher {
     pub fn retain(&mut self, inv: &Inventory) {
         self.written.retain(|z, _| inv.zone(z).is_some());
         self.failing.retain(|z| inv.zone(z).is_some());
+        self.clashes.retain(|z| inv.zone(z).is_some());
     }
 }
 
