@@ -107,6 +107,10 @@ enum Command {
     },
     /// Run as a service: audits and probes on the [daemon] timers, repairs where the policy
     /// allows, reloads on SIGHUP or when the config file changes, stops on SIGTERM.
+    ///
+    /// Several instances (sites) may run on the same zones: each writes what it sees in
+    /// `_kmsdns-view.<zone>` TXT, and none deletes a host for being dead while another's fresh
+    /// entry sees it alive (a split-view finding instead). See [instance] in the config.
     Run,
     /// Restore a zone's RRset as it was before journal entry ID.
     Undo {
