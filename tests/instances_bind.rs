@@ -10,80 +10,18 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{PermissionsExt, chown};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
-use support::{BindLab, ZoneSpec, loopback_ip};
+use support::{BindLab, Daemon, ZoneSpec, loopback_ip};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const PROBE: Duration = Duration::from_secs(1);
 const FAIL_AFTER: u32 = 2;
 /// The default, 3 × interval.
 const STALE_AFTER: Duration = Duration::from_secs(6);
-
-/// A running `kmsdns run`, its log in a file; stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `kmsdns run`, as `uid` when given (its state dir and key must be its own).
-    fn start(config: &Path, state: &Path, uid: Option<u32>) -> Daemon {
-        let log = state.with_extension("log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("kmsdns"));
-        cmd.args(["run", "--config"])
-            .arg(config)
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", std::env::var("KMSDNS_TEST_LOG").unwrap_or_else(|_| "kmsdns=info".into()))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
-        if let Some(uid) = uid {
-            // std drops the supplementary groups when root sets a uid.
-            cmd.uid(uid).gid(uid);
-        }
-        Daemon { child: cmd.spawn().expect("start kmsdns run"), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, what: &str, n: usize, limit: Duration) {
-        let start = Instant::now();
-        while self.log().matches(what).count() < n {
-            assert!(start.elapsed() < limit, "no {n}× {what:?} in the log after {limit:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let start = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(10), "kmsdns did not stop:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().unwrap().is_none() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 /// An nftables table of this test's own that drops one uid's TCP to one address and port;
 /// deleted (the partition healed) on [`Firewall::heal`] or drop.
@@ -306,13 +244,13 @@ fn a_host_one_site_cannot_reach_is_kept_reported_as_a_split_view_and_removed_onc
     let kms2 = sites.kms[1].0;
 
     // Site B is up first and has said what it sees.
-    let b = Daemon::start(&b_config, &b_state, None);
+    let b = Daemon::start(&b_config, &b_state);
     b.wait_log("is now alive", 2, Duration::from_secs(15));
     sites.wait_entry("site-b", |e| e.contains("alive=kms1,kms2"), Duration::from_secs(15));
 
     // Site A cannot reach kms2.
     let mut partition = Firewall::drop_traffic(uid, kms2);
-    let a = Daemon::start(&a_config, &a_state, Some(uid));
+    let a = Daemon::start_as(&a_config, &a_state, Some(uid));
     a.wait_log("is now alive", 1, Duration::from_secs(15));
 
     // 30 s of partition: kms2 keeps its record; at most one change (none expected).
@@ -362,13 +300,13 @@ fn a_stopped_site_blocks_deletes_until_its_entry_is_stale_then_the_other_acts_al
     let mut sites = Sites::new();
     let (a_config, a_state) = sites.site("site-a", None);
     let (b_config, b_state) = sites.site("site-b", None);
-    let a = Daemon::start(&a_config, &a_state, None);
-    let mut b = Daemon::start(&b_config, &b_state, None);
+    let a = Daemon::start(&a_config, &a_state);
+    let mut b = Daemon::start(&b_config, &b_state);
     sites.wait_entry("site-a", |e| e.contains("alive=kms1,kms2"), Duration::from_secs(15));
     sites.wait_entry("site-b", |e| e.contains("alive=kms1,kms2"), Duration::from_secs(15));
 
     // Site B stops; its last word was that kms2 is alive. Then kms2 dies.
-    b.stop();
+    b.stop(Duration::from_secs(10));
     let last_word = entry_time(&sites.entry("site-b").expect("site B's entry stays"));
     sites.kms[1].1 = None;
     sites.wait_all(&ONLY1, Duration::from_secs(30));

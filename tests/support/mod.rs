@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod bind;
+mod daemon;
 mod estate;
 pub mod interop;
 mod knot;
@@ -16,6 +17,7 @@ pub mod run;
 mod samba;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec, nsupdate};
+pub use daemon::Daemon;
 pub use estate::Estate;
 pub use interop::DnsLab;
 pub use knot::KnotLab;
