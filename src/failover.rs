@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::apply::{Mode, RrsetUpdate};
+use crate::cycle::ZoneResult;
 use crate::cycle::{self, Carry};
 use crate::inventory::{HostState, Inventory, Policy, Zone};
 use crate::model::ad::AdRead;
@@ -28,7 +29,6 @@ use crate::model::{Observation, ProbeState, Resolution};
 use crate::name::DnsName;
 use crate::plan::failover::Failover;
 use crate::plan::{Action, ZonePlan};
-use crate::repair::ZoneResult;
 
 /// What the admin asked for.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ fn seen_host(obs: &Observation, name: &DnsName, port: u16) -> (Vec<String>, Opti
 
 /// A host probed now, after the change.
 async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
-    let resolution = crate::repair::addresses_of(inv, name).await;
+    let resolution = crate::cycle::primary::addresses_of(inv, name).await;
     let mut states = BTreeMap::new();
     if let Resolution::Addresses { addresses, .. } = &resolution {
         for a in addresses {

@@ -459,7 +459,7 @@ fn changes(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Changes, i32> {
     }
 }
 
-fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], applied: bool, format: Format) -> i32 {
+fn print_repair(findings: &[Finding], outcomes: &[kmsdns::cycle::ZoneOutcome], applied: bool, format: Format) -> i32 {
     let code = kmsdns::report::repair_exit_code(outcomes);
     match format {
         Format::Json => {
@@ -615,7 +615,7 @@ fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, overr
                 Format::Text | Format::Nagios => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
             }
             match outcome.result {
-                kmsdns::repair::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
+                kmsdns::cycle::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
                 _ => 2,
             }
         }

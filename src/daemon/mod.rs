@@ -42,14 +42,13 @@ use tracing::{error, info, warn};
 
 use crate::apply::Mode;
 use crate::audit::{Finding, Severity};
-use crate::cycle::{self, Carry};
+use crate::cycle::{self, Carry, ZoneResult};
 use crate::daemon::health::{Asked, Hysteresis, Transition};
 use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
 use crate::model::Observation;
 use crate::observe::{self};
-use crate::repair::{self, ZoneResult};
 
 /// How long a stop waits for the update in flight before abandoning it.
 const STOP_GRACE: Duration = Duration::from_secs(4);
@@ -426,10 +425,10 @@ impl Daemon {
         // Tell the other instances what this one sees before acting on it.
         self.view.publish_all(inv, &seen.obs, Mode::Apply(&self.journal)).await;
         let plan = cycle::plan(inv, &seen);
-        let steer = repair::Steer {
+        let steer = crate::cycle::Steer {
             halt,
             health: Some(&self.health),
-            replan: repair::Replan::Inventory,
+            replan: crate::cycle::Replan::Inventory,
             override_policy: false,
         };
         let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;

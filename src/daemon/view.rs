@@ -171,8 +171,8 @@ async fn write(
     mode: Mode<'_>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let auth = crate::repair::auth_for(inv, zone, crate::repair::zone_mname(obs, zone).as_ref())?;
-    let primary = crate::repair::primary(inv, obs, zone).await?;
+    let auth = crate::cycle::primary::auth_for(inv, zone, crate::cycle::primary::zone_mname(obs, zone).as_ref())?;
+    let primary = crate::cycle::primary::primary(inv, obs, zone).await?;
     match publish(mode, Authority::Policy(zone.policy), primary, &auth, update, timeout).await {
         // Only zones with policy = "repair" are asked for; an audit-only one is not written.
         Ok(_) | Err(PublishError::Policy(CommitError::AuditOnly { .. })) => Ok(()),

@@ -4,10 +4,9 @@
 //! key, a wrong type or an inconsistent entry is an error naming the file, line, column and key,
 //! never a silent default. All problems found are reported at once, so one run of
 //! `kmsdns check-config` shows everything to fix.
-
 //!
-//! The model is in this file; [`raw`] holds the TOML as written (serde), [`validate`] turns
-//! it into the model collecting every problem, and [`error`] places each problem at its line,
+//! The model is in this file; `raw.rs` holds the TOML as written (serde), `validate.rs` turns
+//! it into the model collecting every problem, and `error.rs` places each problem at its line,
 //! column and key.
 
 mod error;

@@ -55,8 +55,8 @@ pub fn journal_text(entries: &[crate::journal::Entry]) -> String {
 }
 
 /// What `kmsdns undo` did, for a person.
-pub fn undo_text(o: &crate::repair::UndoOutcome, width: usize) -> String {
-    use crate::repair::ZoneResult;
+pub fn undo_text(o: &crate::cycle::UndoOutcome, width: usize) -> String {
+    use crate::cycle::ZoneResult;
     let mut out = format!("undo of journal entry {} in zone {}\n", o.undone, o.zone);
     if let Some(dn) = &o.acl_of {
         let _ = writeln!(out, "  the DACL of {dn}, as it was before");

@@ -16,15 +16,15 @@ pub struct RepairReport<'a> {
     pub generated: String,
     pub applied: bool,
     pub findings: &'a [Finding],
-    pub zones: &'a [crate::repair::ZoneOutcome],
+    pub zones: &'a [crate::cycle::ZoneOutcome],
     pub exit_code: i32,
 }
 
 /// The exit code of a repair: 0 done (or nothing to do), 1 something held back or not
 /// applied by policy, 2 an update failed, conflicted or did not reach every server, or none
 /// of a zone's servers could be read.
-pub fn repair_exit_code(outcomes: &[crate::repair::ZoneOutcome]) -> i32 {
-    let severity = |o: &crate::repair::ZoneOutcome| {
+pub fn repair_exit_code(outcomes: &[crate::cycle::ZoneOutcome]) -> i32 {
+    let severity = |o: &crate::cycle::ZoneOutcome| {
         if o.plan.unread_everywhere() { 2 } else { i32::from(o.result.severity(&o.plan)) }
     };
     outcomes.iter().map(severity).max().unwrap_or(0)
@@ -78,8 +78,8 @@ pub fn zone_plan_text(out: &mut String, p: &crate::plan::ZonePlan, width: usize)
 }
 
 /// What became of each zone, for a person.
-pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> String {
-    use crate::repair::ZoneResult;
+pub fn repair_text(outcomes: &[crate::cycle::ZoneOutcome], width: usize) -> String {
+    use crate::cycle::ZoneResult;
     let mut out = String::new();
     for o in outcomes {
         zone_plan_text(&mut out, &o.plan, width);
@@ -132,8 +132,8 @@ pub fn repair_text(outcomes: &[crate::repair::ZoneOutcome], width: usize) -> Str
 }
 
 /// What `kmsdns repair --acl` did, for a person.
-pub fn acl_text(r: &crate::repair::AclRepair, width: usize) -> String {
-    use crate::repair::AclResult;
+pub fn acl_text(r: &crate::cycle::AclRepair, width: usize) -> String {
+    use crate::cycle::AclResult;
     let mut out = String::new();
     if let Some(e) = &r.error {
         push_wrapped(&mut out, "cannot repair ACLs: ", e, width);
@@ -177,8 +177,8 @@ pub fn acl_text(r: &crate::repair::AclRepair, width: usize) -> String {
 
 /// The exit code of `repair --acl`: 0 done or nothing to do, 1 something left for a person,
 /// 2 a write failed or nothing could be done.
-pub fn acl_exit_code(r: &crate::repair::AclRepair) -> i32 {
-    use crate::repair::AclResult;
+pub fn acl_exit_code(r: &crate::cycle::AclRepair) -> i32 {
+    use crate::cycle::AclResult;
     if r.error.is_some()
         || r.zones
             .iter()

@@ -23,12 +23,12 @@ fn exit_codes_follow_the_plugin_convention() {
     assert_eq!(exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]), 2);
 }
 
-fn held_outcome(answers: [crate::model::SrvAnswer; 2]) -> crate::repair::ZoneOutcome {
+fn held_outcome(answers: [crate::model::SrvAnswer; 2]) -> crate::cycle::ZoneOutcome {
     let [a, b] = answers;
     let w = crate::testkit::World::new(&["kms1.corp.test"]).server(0, a).server(1, b);
     let plan = crate::plan::plan(&w.inv, &w.obs, &w.findings()).zones.remove(0);
-    let result = crate::repair::ZoneResult::NothingToDo;
-    crate::repair::ZoneOutcome { zone: plan.zone.clone(), plan, result, servers: vec![] }
+    let result = crate::cycle::ZoneResult::NothingToDo;
+    crate::cycle::ZoneOutcome { zone: plan.zone.clone(), plan, result, servers: vec![] }
 }
 
 #[test]

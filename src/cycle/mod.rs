@@ -1,21 +1,39 @@
-//! The one cycle: observe → audit → plan → apply → verify → journal.
+//! The one cycle: observe → audit → plan → apply → verify → journal, and every command as
+//! steps of it.
 //!
 //! Every command composes its work from these steps, in this order: `audit` stops after the
-//! audit, `plan` after the plan, `repair` and `apply FILE` go on to carry it out, the daemon runs
-//! the whole cycle on its timer (with its hysteresis verdicts in place of single probes), the
-//! demo runs it on its loopback world, and a repair that hits a prerequisite conflict runs it
-//! again for that zone ([`crate::repair`] calls [`judge`] and [`plan`] on a fresh
-//! [`observe::observe_zone`]). No command assembles the steps its own way, so no command sees
-//! the world differently from another.
+//! audit, `plan` after the plan, [`repair()`] and [`apply_reviewed`] go on to carry it out, the
+//! daemon runs the whole cycle on its timer (with its hysteresis verdicts in place of single
+//! probes), the demo runs it on its loopback world, [`failover()`] runs it on an inventory
+//! override with the failover's planner ([`crate::plan::failover`]), and a zone that hits a
+//! prerequisite conflict is observed again ([`observe::observe_zone`]), judged and planned
+//! again by the same planner. [`repair_acl()`] and [`undo()`] are the two writes that are not
+//! a plan of records: an ACL grant the audit asks for, and a journaled change reversed. No
+//! command assembles the steps its own way, so no command sees the world differently from
+//! another. Where a command's changes go is a [`Changes`]: nowhere (a dry run) or to the
+//! servers through the journal. The CLI calls these and prints what they return.
 //!
-//! Apply, verify and journal are one step here ([`carry_out`]): [`crate::repair`] sends through
-//! [`crate::apply::commit`], the only sender, which enforces the policy, the dry run and the
-//! journal, and verifies each change on every server.
-//!
-//! The commands are here too, each one sentence of steps: [`repair`], [`apply_reviewed`],
-//! [`repair_acl`], [`undo`], [`failover`]. Where their changes go is a [`Changes`]: nowhere (a
-//! dry run) or to the servers through the journal. The CLI calls these and prints what they
-//! return; it reads and writes the world only through them.
+//! Apply, verify and journal are one step ([`carry_out`]), in these files:
+//! - [`confirm`]: the evidence of each delete read again just before it is sent (addresses
+//!   over TCP; a one-shot run probes a dead host again);
+//! - [`primary`]: where the zone's update goes and how it is signed;
+//! - [`carry`]: the UPDATE through [`crate::apply::commit`], the only sender, which enforces
+//!   the policy, the dry run and the journal; the conflict loop;
+//! - [`verify`]: the change visible on every server, and a NOERROR the primary did not apply
+//!   told apart;
+//! - [`mod@undo`] and [`mod@acl`]: `kmsdns undo` and `kmsdns repair --acl`.
+
+pub mod acl;
+pub mod carry;
+pub mod confirm;
+pub mod primary;
+pub mod undo;
+pub mod verify;
+
+pub use acl::{AclOutcome, AclRepair, AclResult};
+pub use carry::{CONFLICT_RETRIES, Replan, Steer, ZoneOutcome, ZoneResult};
+pub use undo::{UndoError, UndoOutcome};
+pub use verify::ServerCheck;
 
 use std::path::Path;
 
@@ -27,7 +45,6 @@ use crate::model::Observation;
 use crate::observe::{self};
 use crate::plan::Plan;
 use crate::plan::file::PlanFile;
-use crate::repair::{self, ZoneOutcome};
 
 /// What one observation showed, judged.
 #[derive(Debug, Clone)]
@@ -60,7 +77,7 @@ pub enum Carry<'a> {
     /// now, and never planned again after a conflict, since a new plan is one nobody reviewed.
     Reviewed,
     /// The daemon's steering: its halt flag and hysteresis.
-    Daemon(&'a repair::Steer<'a>),
+    Daemon(&'a Steer<'a>),
     /// A failover's plan: a zone that hits a conflict is observed and planned again by the
     /// failover's planner; `override_policy` lets audit-only zones be written.
     Failover { failover: &'a crate::plan::failover::Failover, override_policy: bool },
@@ -70,18 +87,12 @@ pub enum Carry<'a> {
 /// every server, journaled.
 pub async fn carry_out(inv: &Inventory, seen: &Seen, plan: Plan, mode: Mode<'_>, how: Carry<'_>) -> Vec<ZoneOutcome> {
     match how {
-        Carry::Planned => repair::carry_out(inv, &seen.obs, plan, mode).await,
-        Carry::Reviewed => repair::carry_out_reviewed(inv, &seen.obs, plan, mode).await,
-        Carry::Daemon(steer) => repair::carry_out_with(inv, &seen.obs, plan, mode, steer).await,
+        Carry::Planned => carry::carry_out(inv, &seen.obs, plan, mode).await,
+        Carry::Reviewed => carry::carry_out_reviewed(inv, &seen.obs, plan, mode).await,
+        Carry::Daemon(steer) => carry::carry_out_with(inv, &seen.obs, plan, mode, steer).await,
         Carry::Failover { failover, override_policy } => {
-            let never = std::sync::atomic::AtomicBool::new(false);
-            let steer = repair::Steer {
-                halt: &never,
-                health: None,
-                replan: repair::Replan::Failover(failover),
-                override_policy,
-            };
-            repair::carry_out_with(inv, &seen.obs, plan, mode, &steer).await
+            let steer = Steer::one_shot(Replan::Failover(failover), override_policy);
+            carry::carry_out_with(inv, &seen.obs, plan, mode, &steer).await
         }
     }
 }
@@ -176,9 +187,9 @@ pub async fn apply_reviewed(
 }
 
 /// `kmsdns repair --acl`: the audit, then the dnsNode ACL grants it asks for.
-pub async fn repair_acl(inv: &Inventory, changes: &Changes, override_policy: bool) -> repair::AclRepair {
+pub async fn repair_acl(inv: &Inventory, changes: &Changes, override_policy: bool) -> AclRepair {
     let seen = observe(inv).await;
-    repair::repair_acl(inv, &seen.obs, &seen.findings, changes.mode(), override_policy).await
+    acl::repair_acl(inv, &seen.obs, &seen.findings, changes.mode(), override_policy).await
 }
 
 /// `kmsdns undo ID`: the journaled change reversed, guarded by what it left.
@@ -187,10 +198,10 @@ pub async fn undo(
     changes: &Changes,
     id: u64,
     override_policy: bool,
-) -> Result<repair::UndoOutcome, repair::UndoError> {
+) -> Result<UndoOutcome, UndoError> {
     match changes {
-        Changes::Journaled(j) => repair::undo(inv, j, id, override_policy).await,
-        Changes::DryRun => Err(repair::UndoError::DryRun),
+        Changes::Journaled(j) => undo::undo(inv, j, id, override_policy).await,
+        Changes::DryRun => Err(UndoError::DryRun),
     }
 }
 
