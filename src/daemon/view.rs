@@ -18,7 +18,7 @@ use crate::apply::view::{PublishError, ViewUpdate, publish};
 use crate::apply::{Authority, CommitError, Mode};
 use crate::audit::{Health, health};
 use crate::inventory::{HostState, Inventory, KmsHost, Policy, Zone};
-use crate::model::Observation;
+use crate::model::{Observation, ZoneView};
 use crate::name::DnsName;
 use crate::peers::{Entry, PeerViews, Sight};
 
@@ -40,12 +40,12 @@ pub struct Publisher {
     clashes: BTreeSet<DnsName>,
 }
 
-/// What this instance sees of `zone`'s hosts: every SRV target (on its record's port) and
-/// every active host the inventory publishes there; a host without a verdict is in neither
-/// list.
-pub fn sight(obs: &Observation, zone: &DnsName, active: &[&KmsHost]) -> Sight {
+/// What this instance sees of a zone's hosts (`view`, as observed): every SRV target (on its
+/// record's port) and every active host the inventory publishes there (`active`); a host
+/// without a verdict is in neither list.
+pub fn sight(obs: &Observation, view: Option<&ZoneView>, active: &[&KmsHost]) -> Sight {
     let mut hosts: Vec<(&DnsName, u16)> = Vec::new();
-    if let Some(view) = obs.zones.iter().find(|v| &v.zone == zone) {
+    if let Some(view) = view {
         for r in view.servers.iter().filter_map(|s| s.srv.known_records()).flatten() {
             hosts.push((&r.target, r.port));
         }
@@ -84,11 +84,13 @@ impl Publisher {
                 active_in.entry(z).or_default().push(h);
             }
         }
+        let views: HashMap<&DnsName, &ZoneView> = obs.zones.iter().map(|v| (&v.zone, v)).collect();
         let heartbeat = me.stale_after / 3;
         let now = crate::peers::unix_secs(obs.observed_at);
         let mut due: Vec<(&Zone, Sight, ViewUpdate)> = Vec::new();
         for zone in inv.zones.iter().filter(|z| z.policy == Policy::Repair) {
-            let sight = sight(obs, &zone.name, active_in.get(&zone.name).map_or(&[][..], Vec::as_slice));
+            let active = active_in.get(&zone.name).map_or(&[][..], Vec::as_slice);
+            let sight = sight(obs, views.get(&zone.name).copied(), active);
             let last = self.written.get(&zone.name);
             // An entry of this id that this process did not write: two instances share an id,
             // and each would take the other's view for its own.
@@ -194,5 +196,34 @@ fn describe(sight: &Sight) -> String {
             };
             format!("alive {}; dead {}", list(alive), list(dead))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProbeState;
+    use crate::testkit::{World, name};
+
+    fn names(set: &[&str]) -> BTreeSet<DnsName> {
+        set.iter().map(|n| name(n)).collect()
+    }
+
+    #[test]
+    fn the_view_lists_what_answers_as_alive_what_does_not_as_dead_and_leaves_the_unknown_out() {
+        let w = World::new(&["kms1.corp.test", "kms2.corp.test", "desk.corp.test"])
+            .host("kms2.corp.test", 2, Some(ProbeState::Down("refused".into())))
+            .host("desk.corp.test", 9, None);
+        let active: Vec<&KmsHost> = w
+            .inv
+            .hosts
+            .iter()
+            .filter(|h| h.state == HostState::Active && h.zones.contains(&name("corp.test")))
+            .collect();
+        let seen = sight(&w.obs, w.obs.zones.first(), &active);
+        let Sight::Hosts { alive, dead } = seen else { panic!("{seen:?}") };
+        assert!(alive.contains(&name("kms1.corp.test")), "{alive:?}");
+        assert_eq!(dead, names(&["kms2.corp.test"]));
+        assert!(!alive.contains(&name("desk.corp.test")) && !dead.contains(&name("desk.corp.test")));
     }
 }
