@@ -62,7 +62,7 @@ pub async fn repair_acl(
     override_policy: bool,
 ) -> AclRepair {
     use crate::apply::acl::{AclCommitted, AclFix, GRANT, commit_acl};
-    use crate::audit::access::may_update;
+    use crate::audit::access::{may_update, may_update_through_dlz};
     use crate::model::ad::AdRead;
     use crate::wire::security::Ace;
 
@@ -99,6 +99,10 @@ pub async fn repair_acl(
         }
     }
     let ace = Ace::allow(group.sid, GRANT).to_sddl(None);
+    // Write access (Windows, Samba's internal DNS) and what Samba's BIND9_DLZ module also checks.
+    let may_write = |sd: &crate::wire::security::SecurityDescriptor| {
+        may_update(sd, &[group.sid]).allowed() && may_update_through_dlz(sd, &[group.sid]).allowed()
+    };
     let timeout = inv.defaults.timeout.max(Duration::from_secs(2));
     let mut ldap = None;
     for z in &view.zones {
@@ -111,7 +115,7 @@ pub async fn repair_acl(
         let Some(sd) = node.sd.clone() else { continue };
         // The group may write already: the hosts still blocked are not (yet) in it, which a
         // second ACE would not change (see not_members).
-        if may_update(&sd, &[group.sid]).allowed() {
+        if may_write(&sd) {
             continue;
         }
         let mut outcome = AclOutcome {
@@ -153,7 +157,7 @@ pub async fn repair_acl(
                             .await
                         {
                             Ok(bytes) => crate::wire::security::SecurityDescriptor::parse(&bytes)
-                                .map(|sd| may_update(&sd, &[group.sid]).allowed())
+                                .map(|sd| may_write(&sd))
                                 .unwrap_or(false),
                             Err(_) => false,
                         };

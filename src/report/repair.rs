@@ -147,7 +147,11 @@ pub fn acl_text(r: &crate::cycle::AclRepair, width: usize) -> String {
         let hosts: Vec<String> = z.blocked.iter().map(|h| h.to_string()).collect();
         push_wrapped(&mut out, "  blocked: ", &hosts.join(", "), width);
         let group = r.group.as_deref().unwrap_or("?");
-        let _ = writeln!(out, "  + ACE {} (group '{group}': read and write the node's properties)", z.ace);
+        let _ = writeln!(
+            out,
+            "  + ACE {} (group '{group}': write the node's records, and the rights Samba's BIND9_DLZ module checks)",
+            z.ace
+        );
         let result = match &z.result {
             AclResult::WouldApply => "would apply: run `kmsdns repair --acl --apply` to write it".to_string(),
             AclResult::NotApplied { reason } => format!("not applied: {reason}"),
