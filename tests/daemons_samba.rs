@@ -13,6 +13,11 @@
 //! prerequisite lists the record: NXRRSET); an add is often sent by both (each asserts only the
 //! record that stays, and nothing can assert "kms2 is not there"), and the DC writes it once:
 //! both journal it as applied. Measured here: both daemons sent the add in 3 runs of 3.
+//!
+//! Each daemon is its own instance (`[instance] id`), sharing its view of the hosts in
+//! `_kmsdns-view.corp.test`: the first to write that name owns its node, Samba denies the other
+//! account, and that daemon's warning names the node (not `_vlmcs._tcp`, which `repair --acl`
+//! fixes).
 
 mod support;
 
@@ -182,13 +187,14 @@ fn two_daemons_as_two_kms_hosts_neither_flap_nor_clobber_on_samba_internal_dns()
     let base = lab.dns_record_writes("_vlmcs._tcp");
     eprintln!("dnsRecord of _vlmcs._tcp written {base} time(s) before the daemons start");
 
-    let config = lab.dir.path().join("daemon.toml");
-    let text = std::fs::read_to_string(&inv).unwrap().replace(
+    let daemon = std::fs::read_to_string(&inv).unwrap().replace(
         "[daemon]\n",
         "[daemon]\ninterval = \"700ms\"\nprobe_interval = \"150ms\"\nfail_after = 3\nrecover_after = 2\n",
     );
-    std::fs::write(&config, text).unwrap();
+    // Each daemon is its own instance (the lab's one host name would give both the id "dc1").
     let start = |cc: &Path, name: &str| {
+        let config = lab.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, format!("[instance]\nid = \"{name}\"\n\n{daemon}")).unwrap();
         let state = lab.dir.path().join(name);
         let log = std::fs::File::create(lab.dir.path().join(format!("{name}.log"))).unwrap();
         let child = lab
@@ -251,6 +257,21 @@ fn two_daemons_as_two_kms_hosts_neither_flap_nor_clobber_on_samba_internal_dns()
     wait_logged("is now alive", 2);
     hold(&healed);
     assert_eq!((sent(), writes()), (vec![], 0), "{}", logs());
+    // The shared view (README "Running two sites"): the first instance to write
+    // _kmsdns-view.corp.test owns the new node, and Samba denies the other account (SERVFAIL;
+    // `repair --acl` gave KMS-Hosts write on _vlmcs._tcp only). That daemon says which node.
+    let denied: Vec<String> = ["daemon-kms1", "daemon-kms2"]
+        .map(log)
+        .into_iter()
+        .filter(|l| l.contains("this instance's view could not be written"))
+        .collect();
+    assert_eq!(denied.len(), 1, "one instance's view is denied:\n{}", logs());
+    assert!(
+        denied[0].contains("may not write _kmsdns-view.corp.test") && !denied[0].contains("may not write _vlmcs._tcp"),
+        "the warning names the view's node:\n{}",
+        denied[0]
+    );
+    assert_eq!(lab.dig("_kmsdns-view.corp.test", "TXT").len(), 1, "{}", logs());
 
     // kms2 dies: exactly one daemon removes it. The other's update, if it sent one, lists kms2
     // in its prerequisite, which Samba checks record by record: NXRRSET, nothing written.
