@@ -9,6 +9,8 @@
 //!   kmsdns deletes record by record (class NONE, RFC 2136 §2.5.4), never the whole RRset.
 //! - A record another writer *removed* or changed does fail it (NXRRSET), as on BIND.
 //! - "RRset does not exist" (§2.4.3), kmsdns's guard when it saw no RRset, holds there.
+//! - An add another writer already made (two daemons on one change) goes through with NOERROR,
+//!   and the DC writes nothing: the record was there (as the dnsNode's metadata shows).
 
 // kmsdns's own GSS-TSIG client is the second writer.
 #![cfg(feature = "gss-tsig")]
@@ -88,4 +90,21 @@ fn samba_prerequisites_catch_a_removed_record_but_not_an_added_one() {
     );
     // Nothing was overwritten: kms3, the last record, is still there.
     assert_eq!(lab.dig(VLMCS, "SRV"), ["0 0 1688 kms3.corp.test."]);
+
+    // kmsdns saw {kms3} and adds kms4; meanwhile another writer added kms4 (two daemons on one
+    // change). No prerequisite says "kms4 is not there": Samba checks kms3, takes the update, and
+    // finds kms4 already there; the DC does not write the node again.
+    assert_eq!(gss(&[add_line("kms4")]), "NOERROR");
+    let writes = lab.dns_record_writes("_vlmcs._tcp");
+    let add_kms4 = RrsetUpdate {
+        zone: DnsName::parse("corp.test").unwrap(),
+        expected: vec![srv("kms3")],
+        deletes: vec![],
+        adds: vec![srv("kms4")],
+    };
+    let r = gss_commit(&lab, add_kms4, &state);
+    // BIND would answer NXRRSET; Samba answers NOERROR to a change another writer made.
+    assert!(matches!(r, Ok(Committed::Applied { .. })), "{r:?}\n{}", lab.log());
+    assert_eq!(lab.dns_record_writes("_vlmcs._tcp"), writes, "the DC wrote the node again");
+    assert_eq!(lab.dig(VLMCS, "SRV"), ["0 0 1688 kms3.corp.test.", "0 0 1688 kms4.corp.test."]);
 }

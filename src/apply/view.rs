@@ -69,6 +69,13 @@ pub enum PublishError {
     /// The zone's policy does not let this command write it.
     #[error(transparent)]
     Policy(#[from] CommitError),
+    /// The server denied the account the view's node. In an AD zone with secure updates the
+    /// first instance to write `_kmsdns-view` owns its node, and `kmsdns repair --acl` (which
+    /// fixes `_vlmcs._tcp`) does not touch it: say which node, and what to do.
+    #[error(
+        "the instances' shared view: zone {zone}: update denied by {server} ({rcode}): the account may not write {node}, a node the first instance that wrote it owns: give the group of the kmsdns accounts write on it, as on _vlmcs._tcp (README, \"Running two sites\"; `kmsdns repair --acl` fixes _vlmcs._tcp only)"
+    )]
+    Denied { zone: DnsName, node: DnsName, server: SocketAddr, rcode: String },
     #[error("the instances' shared view: {0}")]
     Update(#[from] UpdateError),
 }
@@ -86,7 +93,12 @@ pub async fn publish(
     if let Mode::DryRun = mode {
         return Ok(Published::NotSent);
     }
-    send(update, server, auth, timeout).await?;
+    send(update, server, auth, timeout).await.map_err(|e| match e {
+        UpdateError::Denied { zone, server, rcode } => {
+            PublishError::Denied { node: crate::peers::owner(&zone), zone, server, rcode }
+        }
+        e => PublishError::Update(e),
+    })?;
     Ok(Published::Written)
 }
 

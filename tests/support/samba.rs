@@ -21,6 +21,7 @@
 //!   from the lab dir, stopped by PID) serves the zones through Samba's `dlz_bind9_18.so`; see samba/dlz.rs.
 
 mod dlz;
+mod meta;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
