@@ -60,6 +60,8 @@ fn main() {
         }
     }
     let secs = |d: Duration| d.as_secs_f64();
+    let list = |v: &[Duration]| v.iter().map(|d| format!("{:.3}", secs(*d))).collect::<Vec<_>>().join(" ");
+    let (walls, perfs) = (list(&repair), list(&perf));
     let (wall, cpu) = (median(repair), median(repair_cpu));
     println!(
         "repair --apply, {zones} zones (2 deletes + 1 add each), {} run(s), load {load_before} → {}:",
@@ -74,6 +76,7 @@ fn main() {
         zones as f64 / secs(wall),
         secs(median(named_cpu))
     );
+    println!("  kmsdns runs: {walls} s; dnsperf runs: {perfs} s");
     if !perf.is_empty() {
         let p = median(perf);
         println!(
