@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use base64::Engine as _;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kmsdns::inventory::Inventory;
+use kmsdns::model::{Observation, ProbeState, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
 use kmsdns::name::DnsName;
-use kmsdns::observe::{Observation, ProbeState, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
 use kmsdns::wire::dnsp::DnsRecord;
 use kmsdns::wire::{rpc, security};
 

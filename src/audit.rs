@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{HostState, Inventory, KmsHost};
+use crate::model::{Observation, ProbeState, Resolution, ServerView, SrvRecord, ZoneView};
 use crate::name::DnsName;
-use crate::observe::{Observation, ProbeState, Resolution, ServerView, SrvRecord, ZoneView};
 
 /// How urgent a finding is; the order is that of the exit codes (info < warning < critical).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -245,7 +245,7 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, active: &[&Km
             Some(records) => readable.push((s, records)),
             None => {
                 let why = match &s.srv {
-                    crate::observe::SrvAnswer::Failed { error } => error.to_string(),
+                    crate::model::SrvAnswer::Failed { error } => error.to_string(),
                     _ => String::new(),
                 };
                 out.push(finding(
@@ -559,7 +559,7 @@ mod ttl_tests {
         let mut w = World::with_zone_settings(REPAIR, &["kms1.corp.test"]);
         w.inv.defaults.ttl = 300;
         for s in &mut w.obs.zones[0].servers {
-            if let crate::observe::SrvAnswer::Records { records } = &mut s.srv {
+            if let crate::model::SrvAnswer::Records { records } = &mut s.srv {
                 records.iter_mut().for_each(|r| r.ttl = 300);
             }
         }

@@ -21,9 +21,10 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use serde::Serialize;
 
 use crate::audit::{Code, Severity};
+use crate::model::{ProbeState, ReadError, Resolution, SrvRecord};
 use crate::name::DnsName;
 use crate::observe::dns::MAX_ALIASES;
-use crate::observe::{DnsReader, ProbeState, ReadError, Resolution, SrvRecord, probe};
+use crate::observe::{DnsReader, probe};
 
 /// The JSON schema of `kmsdns client-check --format json`.
 pub const SCHEMA: u32 = 1;
@@ -33,6 +34,12 @@ pub const SCHEMA: u32 = 1;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(21);
 /// How long one DNS question to the resolver may take, and how often it is asked again.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a resolver named with `--resolver` listens: its address, or its name's addresses
+/// through the system resolver.
+pub async fn resolver_addrs(named: &crate::inventory::ServerAddr) -> Result<Vec<SocketAddr>, ReadError> {
+    crate::observe::dns::server_socket_addrs(named, DNS_TIMEOUT).await
+}
 pub const DNS_RETRIES: u8 = 1;
 
 /// A resolver to ask, and where it came from.

@@ -1,28 +1,34 @@
-//! `kmsdns failover`: the runbook after a KMS host dies, built from the pieces the audit and
-//! the repair use, each step with its evidence and result.
+//! `kmsdns failover`: the runbook after a KMS host dies, each step with its evidence and
+//! result. It is the cycle on an inventory override ([`crate::plan::failover`]: the old host
+//! decommissioned, the new one active in its zones), so it sees, plans, sends, verifies and
+//! journals exactly as `repair` does.
 //!
-//! 1. Check the new host answers as a KMS host, and whether the old one still does.
-//! 2. Plan, in every zone of the old host: the new host's record added when absent, the old
-//!    host's deleted; one update per zone, asserting the RRset the primary serves now.
-//! 3. Apply, through the journal (only with `--apply`).
-//! 4. Verify on every authoritative server, and probe every target that remains.
+//! 1. Check, from the observation, that the new host answers as a KMS host, whether the old
+//!    one still does, and (with `[ad]`) whether the new host's account may update the record.
+//! 2. Plan with the failover's planner: in every zone of the old host, its records deleted and
+//!    the new host's added when absent, one update per zone, asserting the RRset the servers
+//!    serve now. The rails it overrides are stated per zone.
+//! 3. Apply, through the journal (only with `--apply`), by the one carry-out of the cycle: a
+//!    prerequisite conflict is observed and planned again by the same planner.
+//! 4. Verify on every authoritative server (the cycle's verification), in the directory, and
+//!    probe every target that remains.
 //! 5. What is left for a person.
-//!
-//! A failover is a decision the admin has made, so the audit's rails that hold a zone back
-//! (an unreadable secondary, `max_deletes`) do not apply; the prerequisite still does, so a
-//! concurrent change is never overwritten, and the verification says which server lags.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::apply::{self, CommitError, Committed, Mode, RrsetUpdate};
-use crate::inventory::{HostState, Inventory, Zone};
+use crate::apply::{Mode, RrsetUpdate};
+use crate::cycle::ZoneResult;
+use crate::cycle::{self, Carry};
+use crate::inventory::{HostState, Inventory, Policy, Zone};
+use crate::model::ad::AdRead;
+use crate::model::{Observation, ProbeState, Resolution};
 use crate::name::DnsName;
-use crate::observe::{self, DnsReader, ProbeState, Resolution, SrvAnswer, SrvRecord};
-use crate::repair::{await_propagation, resolve_primary};
+use crate::plan::failover::Failover;
+use crate::plan::{Action, ZonePlan};
 
 /// What the admin asked for.
 #[derive(Debug, Clone)]
@@ -68,36 +74,41 @@ pub enum StepResult {
     Skipped,
 }
 
-/// One zone's failover change.
-#[derive(Debug, Clone)]
-struct ZoneChange {
-    zone: Zone,
-    server: SocketAddr,
-    update: RrsetUpdate,
-}
-
 impl Runbook {
     fn step(&mut self, title: &str, result: StepResult, evidence: Vec<String>) {
         self.steps.push(Step { title: title.into(), result, evidence });
     }
 }
 
-/// Probes `name` on `port` at every address; returns the evidence lines and whether any
-/// address answered as KMS (None when the name could not be resolved).
-async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
-    match crate::repair::addresses_of(inv, name).await {
-        Resolution::Addresses { addresses, incomplete } => {
+/// The evidence lines for a host at `port`, from what was looked up and probed, and whether
+/// any address answered as KMS (None when that is unknown).
+fn host_evidence(
+    name: &DnsName,
+    resolution: Option<&Resolution>,
+    port: u16,
+    state_of: impl Fn(SocketAddr) -> Option<ProbeState>,
+) -> (Vec<String>, Option<bool>) {
+    match resolution {
+        Some(Resolution::Addresses { addresses, incomplete }) => {
             let mut lines = Vec::new();
             let mut up = false;
+            let mut unprobed = false;
             for a in addresses {
-                let ep = SocketAddr::new(a, port);
-                let state = observe::probe::probe(ep, inv.defaults.timeout, inv.defaults.retries).await;
-                up |= state == ProbeState::KmsUp;
-                let detail = match &state {
-                    ProbeState::KmsUp => String::new(),
-                    ProbeState::NotKms(d) | ProbeState::Down(d) => format!(" ({d})"),
-                };
-                lines.push(format!("{name} {ep}: {}{detail}", state.code()));
+                let ep = SocketAddr::new(*a, port);
+                match state_of(ep) {
+                    Some(state) => {
+                        up |= state == ProbeState::KmsUp;
+                        let detail = match &state {
+                            ProbeState::KmsUp => String::new(),
+                            ProbeState::NotKms(d) | ProbeState::Down(d) => format!(" ({d})"),
+                        };
+                        lines.push(format!("{name} {ep}: {}{detail}", state.code()));
+                    }
+                    None => {
+                        unprobed = true;
+                        lines.push(format!("{name} {ep}: not probed"));
+                    }
+                }
             }
             match incomplete {
                 // Addresses a server could not tell us may be the live ones.
@@ -105,17 +116,52 @@ async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>,
                     lines.push(format!("{name}: some of its addresses could not be read: {error}"));
                     (lines, None)
                 }
+                _ if unprobed && !up => (lines, None),
                 _ => (lines, Some(up)),
             }
         }
-        Resolution::NoAddress => (vec![format!("{name} has no A or AAAA record")], Some(false)),
-        Resolution::Failed { error } => (vec![format!("{name}: address lookup failed: {error}")], None),
+        Some(Resolution::NoAddress) => (vec![format!("{name} has no A or AAAA record")], Some(false)),
+        Some(Resolution::Failed { error }) => (vec![format!("{name}: address lookup failed: {error}")], None),
+        None => (vec![format!("{name}: its addresses were not looked up")], None),
+    }
+}
+
+/// A host as the observation saw it.
+fn seen_host(obs: &Observation, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
+    host_evidence(name, obs.names.get(name), port, |ep| obs.probes.get(&ep).cloned())
+}
+
+/// A host probed now, after the change.
+async fn probe_host(inv: &Inventory, name: &DnsName, port: u16) -> (Vec<String>, Option<bool>) {
+    let resolution = crate::cycle::primary::addresses_of(inv, name).await;
+    let mut states = BTreeMap::new();
+    if let Resolution::Addresses { addresses, .. } = &resolution {
+        for a in addresses {
+            let ep = SocketAddr::new(*a, port);
+            states.insert(ep, crate::observe::probe::probe(ep, inv.defaults.timeout, inv.defaults.retries).await);
+        }
+    }
+    host_evidence(name, Some(&resolution), port, |ep| states.get(&ep).cloned())
+}
+
+/// The update a zone's plan sends, as the verification compares it.
+fn update_of(p: &ZonePlan) -> RrsetUpdate {
+    RrsetUpdate {
+        zone: p.zone.clone(),
+        expected: p.before.clone(),
+        deletes: p.deletes().cloned().collect(),
+        adds: p.adds().cloned().collect(),
     }
 }
 
 /// Runs the runbook. Nothing is sent in a dry run.
 pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook {
     let applying = matches!(mode, Mode::Apply(_));
+    let (f, over) = Failover::new(inv, &req.from, &req.to);
+    let old_host = inv.host(&req.from);
+    let new_host = over.host(&req.to).expect("the override publishes the new host");
+    let new_port = new_host.port;
+    let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
     let mut rb = Runbook {
         from: req.from.clone(),
         to: req.to.clone(),
@@ -123,19 +169,14 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         steps: vec![],
         left: vec![],
         cache_ttl: None,
-        to_port: inv.defaults.port,
+        to_port: new_port,
         ok: false,
     };
-    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
-    let new_host = inv.host(&req.to);
-    let old_host = inv.host(&req.from);
-    let new_port = new_host.map(|h| h.port).unwrap_or(inv.defaults.port);
-    let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
-    rb.to_port = new_port;
+    let seen = cycle::observe(&over).await;
 
-    // 1. Checks.
-    let (mut evidence, new_up) = probe_host(inv, &req.to, new_port).await;
-    if new_host.is_none() {
+    // 1. Checks, from what the observation saw.
+    let (mut evidence, new_up) = seen_host(&seen.obs, &req.to, new_port);
+    if inv.host(&req.to).is_none() {
         evidence.push(format!(
             "{} is not in the inventory: its record is published with port {new_port}, priority 0, weight 0",
             req.to
@@ -147,21 +188,15 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         if new_ok { StepResult::Ok } else { StepResult::Failed },
         evidence,
     );
-
-    if let (Some(ad), Some(account)) = (&inv.ad, new_host.and_then(|h| h.account.clone())) {
-        let zones: Vec<DnsName> = match old_host {
-            Some(h) if !h.zones.is_empty() => h.zones.clone(),
-            _ => inv.zones.iter().map(|z| z.name.clone()).collect(),
-        };
-        let (result, evidence) = ad_check(inv, ad, &account, &zones).await;
+    if let (Some(ad), Some(account)) = (&seen.obs.ad, new_host.account.clone()) {
+        let (result, evidence) = ad_check(ad, &account, &f.zones);
         rb.step(
             &format!("check that {} ({account}) may update _vlmcs._tcp in Active Directory", req.to),
             result,
             evidence,
         );
     }
-
-    let (mut evidence, old_up) = probe_host(inv, &req.from, old_port).await;
+    let (mut evidence, old_up) = seen_host(&seen.obs, &req.from, old_port);
     let old_result = match old_up {
         Some(false) => {
             evidence.push(format!("{} does not answer: it cannot re-register its record", req.from));
@@ -177,139 +212,124 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
     };
     rb.step(&format!("check that {} is down", req.from), old_result, evidence);
 
-    // 2. Plan, from what each zone's primary serves now.
-    let zones: Vec<&Zone> = match old_host {
-        Some(h) if !h.zones.is_empty() => inv.zones.iter().filter(|z| h.zones.contains(&z.name)).collect(),
-        _ => inv.zones.iter().collect(),
-    };
-    let new_record = SrvRecord {
-        target: req.to.clone(),
-        port: new_port,
-        priority: new_host.map(|h| h.priority).unwrap_or(0),
-        weight: new_host.map(|h| h.weight).unwrap_or(0),
-        ttl: inv.defaults.ttl,
-    };
-    let mut changes: Vec<ZoneChange> = Vec::new();
+    // 2. Plan, by the failover's planner, from what the servers serve now.
+    let plan = crate::plan::failover::plan(&over, &seen.obs, &seen.findings, &f);
     let mut evidence = Vec::new();
     let mut plan_failed = false;
-    for zone in zones {
-        let server = match primary_of(inv, zone).await {
-            Ok(s) => s,
-            Err(e) => {
-                evidence.push(e);
-                plan_failed = true;
-                continue;
-            }
-        };
-        match plan_zone(&reader, zone, server, &req.from, new_record.clone()).await {
-            Ok(Some(c)) => {
-                for d in &c.update.deletes {
-                    evidence.push(format!("zone {}: - {d}", zone.name));
-                }
-                for a in &c.update.adds {
-                    evidence.push(format!("zone {}: + {a}", zone.name));
-                }
-                changes.push(c);
-            }
-            Ok(None) => evidence
-                .push(format!("zone {}: already done (no record of {}, {} published)", zone.name, req.from, req.to)),
-            Err(e) => {
-                evidence.push(format!("zone {}: {e}", zone.name));
-                plan_failed = true;
-            }
+    for p in &plan.zones {
+        for c in &p.changes {
+            let sign = if c.action == Action::Delete { "-" } else { "+" };
+            evidence.push(format!("zone {}: {sign} {}", p.zone, c.record));
         }
-    }
-    // A host the inventory does not know is moved out only where it is published: a mistyped
-    // --from must not publish the new host in every zone and call that a failover.
-    if old_host.is_none() {
-        changes.retain(|c| !c.update.deletes.is_empty());
-        if changes.is_empty() {
-            evidence.push(format!(
-                "{} is not in the inventory and no zone's primary publishes it: check the name",
-                req.from
-            ));
+        for h in &p.held {
+            let what = h.record.as_ref().map(|r| format!("{r}: ")).unwrap_or_default();
+            evidence.push(format!("zone {}: {what}{}", p.zone, h.reason));
             plan_failed = true;
         }
-    }
-    for c in &changes {
-        match (c.zone.policy, req.override_policy) {
-            (crate::inventory::Policy::Audit, false) => {
-                evidence.push(format!(
-                    "zone {}: policy = \"audit\": it will not be written; pass --override-policy to include it",
-                    c.zone.name
-                ));
-                plan_failed = true;
+        for o in &p.overrides {
+            evidence.push(format!("zone {}: override: {o}", p.zone));
+        }
+        if p.changes.is_empty() && p.held.is_empty() && f.from_known {
+            evidence.push(format!("zone {}: already done (no record of {}, {} published)", p.zone, req.from, req.to));
+        }
+        if !p.changes.is_empty() {
+            match (p.policy, req.override_policy) {
+                (Policy::Audit, false) => {
+                    evidence.push(format!(
+                        "zone {}: policy = \"audit\": it will not be written; pass --override-policy to include it",
+                        p.zone
+                    ));
+                    plan_failed = true;
+                }
+                (Policy::Audit, true) => {
+                    evidence.push(format!("zone {}: policy = \"audit\", written because of --override-policy", p.zone))
+                }
+                (Policy::Repair, _) => {}
             }
-            (crate::inventory::Policy::Audit, true) => {
-                evidence.push(format!("zone {}: policy = \"audit\", written because of --override-policy", c.zone.name))
-            }
-            (crate::inventory::Policy::Repair, _) => {}
         }
     }
-    rb.cache_ttl = changes.iter().flat_map(|c| &c.update.expected).map(|r| r.ttl).max();
+    // A host the inventory does not know is moved out only where it is published.
+    if !f.from_known && plan.zones.iter().all(|p| p.changes.is_empty()) {
+        evidence
+            .push(format!("{} is not in the inventory and no zone's primary publishes it: check the name", req.from));
+        plan_failed = true;
+    }
+    let nothing_to_send = plan.zones.iter().all(|p| p.changes.is_empty());
+    rb.cache_ttl = plan.zones.iter().filter(|p| !p.changes.is_empty()).flat_map(|p| &p.before).map(|r| r.ttl).max();
     let plan_result = if plan_failed { StepResult::Failed } else { StepResult::Ok };
     rb.step(&format!("plan: {} out, {} in, one update per zone", req.from, req.to), plan_result, evidence);
 
-    // 3. Apply.
+    // 3. Apply, through the cycle's one carry-out.
     let may_apply = new_ok && !plan_failed;
-    let mut applied_zones: Vec<(Zone, RrsetUpdate)> = Vec::new();
-    let journal = match mode {
-        Mode::Apply(j) => Some(j),
-        Mode::DryRun => None,
+    if !applying {
+        rb.step("apply", StepResult::Skipped, vec!["dry run: nothing was sent; run again with --apply".into()]);
+    } else if !may_apply {
+        rb.step("apply", StepResult::Skipped, vec!["not applied: a check or the plan failed".into()]);
+    }
+    let outcomes = if applying && may_apply {
+        let how = Carry::Failover { failover: &f, override_policy: req.override_policy };
+        cycle::carry_out(&over, &seen, plan, mode, how).await
+    } else {
+        vec![]
     };
-    match (journal, may_apply) {
-        (None, _) => {
-            rb.step("apply", StepResult::Skipped, vec!["dry run: nothing was sent; run again with --apply".into()])
-        }
-        (Some(_), false) => {
-            rb.step("apply", StepResult::Skipped, vec!["not applied: a check or the plan failed".into()])
-        }
-        (Some(_), true) => {
-            let mut evidence = Vec::new();
-            let mut failed = false;
-            for c in &changes {
-                match apply_zone(inv, c, mode, req, new_record.clone(), &reader).await {
-                    Ok((id, update)) => {
-                        evidence.push(format!("zone {}: applied to {} (journal entry {id})", c.zone.name, c.server));
-                        applied_zones.push((c.zone.clone(), update));
-                    }
-                    Err(e) => {
-                        evidence.push(format!("zone {}: {e}", c.zone.name));
-                        failed = true;
-                    }
+    if applying && may_apply {
+        let mut evidence = Vec::new();
+        let mut failed = false;
+        for o in &outcomes {
+            match &o.result {
+                ZoneResult::NothingToDo => {}
+                ZoneResult::Applied { id, .. } => {
+                    evidence.push(format!("zone {}: applied (journal entry {id})", o.zone));
+                    rb.applied = true;
+                }
+                ZoneResult::SettledByOther { .. } => {
+                    evidence.push(format!("zone {}: another writer already made the change", o.zone))
+                }
+                ZoneResult::NotApplied | ZoneResult::WouldApply => {
+                    let why: Vec<&str> = o.plan.held.iter().map(|h| h.reason.as_str()).collect();
+                    evidence.push(format!("zone {}: not sent: {}", o.zone, why.join("; ")));
+                    failed = true;
+                }
+                ZoneResult::Conflict { error, .. } | ZoneResult::Failed { error } => {
+                    evidence.push(format!("zone {}: {error}", o.zone));
+                    failed = true;
                 }
             }
-            if changes.is_empty() {
-                evidence.push("nothing to send".into());
-            }
-            rb.applied = !applied_zones.is_empty();
-            rb.step("apply", if failed { StepResult::Failed } else { StepResult::Ok }, evidence);
         }
+        if nothing_to_send {
+            evidence.push("nothing to send".into());
+        }
+        rb.step("apply", if failed { StepResult::Failed } else { StepResult::Ok }, evidence);
     }
 
-    // 4. Verify every server of every zone changed, then the targets that remain.
+    // 4. Verify: what the cycle saw on every server of every zone changed, the directory, and
+    // the targets that remain.
+    let applied: Vec<(Zone, RrsetUpdate)> = outcomes
+        .iter()
+        .filter(|o| matches!(o.result, ZoneResult::Applied { .. }))
+        .filter_map(|o| over.zone(&o.zone).map(|z| (z.clone(), update_of(&o.plan))))
+        .collect();
     let mut verified = true;
     if applying && may_apply {
         let mut evidence = Vec::new();
         let mut remaining: BTreeSet<(DnsName, u16)> = BTreeSet::new();
-        for (zone, update) in &applied_zones {
-            let after = update.after();
-            for check in await_propagation(inv, zone, update, None).await.servers {
+        for o in outcomes.iter().filter(|o| matches!(o.result, ZoneResult::Applied { .. })) {
+            for check in &o.servers {
                 let mark = if check.converged { "ok" } else { "NOT CONVERGED" };
                 verified &= check.converged;
-                evidence.push(format!("zone {} on {}: {mark}: {}", zone.name, check.server, check.answer));
+                evidence.push(format!("zone {} on {}: {mark}: {}", o.zone, check.server, check.answer));
             }
-            remaining.extend(after.iter().map(|r| (r.target.clone(), r.port)));
+            remaining.extend(o.plan.after().iter().map(|r| (r.target.clone(), r.port)));
         }
-        if let Some(ad) = &inv.ad
-            && !applied_zones.is_empty()
+        if let Some(ad) = &over.ad
+            && !applied.is_empty()
         {
-            let (ok, lines) = directory_holds(inv, ad, &applied_zones).await;
+            let (ok, lines) = directory_holds(&over, ad, &applied).await;
             verified &= ok;
             evidence.extend(lines);
         }
         for (target, port) in remaining {
-            let (lines, up) = probe_host(inv, &target, port).await;
+            let (lines, up) = probe_host(&over, &target, port).await;
             evidence.extend(lines);
             if up != Some(true) {
                 evidence.push(format!("{target} remains published but does not answer as a KMS host: audit the zone"));
@@ -350,15 +370,9 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
 
 /// Whether `account` may write the `_vlmcs._tcp` node of each zone: if not, the new host's own
 /// registrations will be refused (event 12293) once it takes over.
-async fn ad_check(
-    inv: &Inventory,
-    ad: &crate::inventory::AdSettings,
-    account: &str,
-    zones: &[DnsName],
-) -> (StepResult, Vec<String>) {
+fn ad_check(ad: &AdRead, account: &str, zones: &[DnsName]) -> (StepResult, Vec<String>) {
     use crate::audit::access::{computer_token, may_update};
-    use crate::observe::ad::{AdRead, observe_ad};
-    let view = match observe_ad(inv, ad).await {
+    let view = match ad {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => {
             return (StepResult::Warning, vec![format!("the directory could not be read: {error}")]);
@@ -409,7 +423,7 @@ async fn directory_holds(
     ad: &crate::inventory::AdSettings,
     zones: &[(Zone, RrsetUpdate)],
 ) -> (bool, Vec<String>) {
-    use crate::observe::ad::{AdRead, observe_ad};
+    use crate::observe::ad::observe_ad;
     let view = match observe_ad(inv, ad).await {
         AdRead::Read(v) => v,
         AdRead::Failed { error } => return (false, vec![format!("the directory could not be read: {error}")]),
@@ -426,71 +440,6 @@ async fn directory_holds(
         evidence.push(format!("zone {} in the directory ({}): {mark}: [{}]", zone.name, view.dc, targets.join(", ")));
     }
     (ok, evidence)
-}
-
-/// Where the zone's updates go: `primary =`, or the SOA MNAME one of its servers gives.
-async fn primary_of(inv: &Inventory, zone: &Zone) -> Result<SocketAddr, String> {
-    let mname = if zone.primary.is_none() { crate::repair::read_mname(inv, zone).await } else { None };
-    resolve_primary(inv, zone, mname).await
-}
-
-/// The change for one zone, from the RRset its primary serves; None when nothing is to do.
-async fn plan_zone(
-    reader: &DnsReader,
-    zone: &Zone,
-    server: SocketAddr,
-    from: &DnsName,
-    add: SrvRecord,
-) -> Result<Option<ZoneChange>, String> {
-    let (answer, _, _) = reader.zone_view(server, &zone.name).await;
-    let before: Vec<SrvRecord> = match answer {
-        SrvAnswer::Failed { error } => return Err(format!("the primary {server} could not be read: {error}")),
-        other => other.known_records().map(<[SrvRecord]>::to_vec).unwrap_or_default(),
-    };
-    let deletes: Vec<SrvRecord> = before.iter().filter(|r| &r.target == from).cloned().collect();
-    let adds: Vec<SrvRecord> = if before.iter().any(|r| r.target == add.target) { vec![] } else { vec![add] };
-    if deletes.is_empty() && adds.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(ZoneChange {
-        zone: zone.clone(),
-        server,
-        update: RrsetUpdate { zone: zone.name.clone(), expected: before, deletes, adds },
-    }))
-}
-
-/// Applies one zone's change; on a prerequisite conflict reads the primary again and retries
-/// (twice at most). Returns the journal entry and the RRset the servers should now serve.
-async fn apply_zone(
-    inv: &Inventory,
-    c: &ZoneChange,
-    mode: Mode<'_>,
-    req: &Request,
-    add: SrvRecord,
-    reader: &DnsReader,
-) -> Result<(u64, RrsetUpdate), String> {
-    let mname = if c.zone.gss_tsig { crate::repair::read_mname(inv, &c.zone).await } else { None };
-    let auth = crate::repair::auth_for(inv, &c.zone, mname.as_ref())?;
-    let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
-    let mut change = c.clone();
-    for attempt in 0..=crate::repair::CONFLICT_RETRIES {
-        let reasons = vec![format!("failover from {} to {}", req.from, add.target)];
-        let authority = apply::Authority::over(c.zone.policy, req.override_policy);
-        match apply::commit(mode, authority, change.server, &auth, &change.update, reasons, None, timeout).await {
-            Ok(Committed::Applied { id }) => return Ok((id, change.update)),
-            Ok(Committed::NotSent) => return Err("dry run".into()),
-            Err(CommitError::Update { source, .. })
-                if source.is_conflict() && attempt < crate::repair::CONFLICT_RETRIES =>
-            {
-                match plan_zone(reader, &c.zone, c.server, &req.from, add.clone()).await? {
-                    Some(fresh) => change = fresh,
-                    None => return Err("another writer already made the change".into()),
-                }
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Err("the RRset kept changing under the update; nothing was overwritten".into())
 }
 
 /// Marks `from` decommissioned in the inventory file, and adds `to` as an active host of the

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::SrvRecord;
 use crate::name::DnsName;
-use crate::observe::SrvRecord;
 
 pub const FILE_NAME: &str = "journal.jsonl";
 
@@ -242,8 +242,8 @@ impl Journal {
     /// servers serving now: every server readable and serving the change's "after", applied;
     /// its "before", not applied. Anything else (a server unreadable, the RRset moved on since,
     /// a change that changed nothing) stays unknown. Returns what was settled.
-    pub fn settle_unknown(&self, obs: &crate::observe::Observation) -> Result<Vec<Settled>, JournalError> {
-        use crate::observe::same_rrset;
+    pub fn settle_unknown(&self, obs: &crate::model::Observation) -> Result<Vec<Settled>, JournalError> {
+        use crate::model::same_rrset;
         let mut settled = Vec::new();
         for e in self.entries()? {
             let unknown = e.outcome.as_ref().is_some_and(|o| o.result == Applied::Unknown);

@@ -1,16 +1,14 @@
 //! The `kmsdns` command: arguments in, a call into the library, output and an exit code out.
 
-use kmsdns::cycle::{self, Carry, Seen};
+use kmsdns::cycle::{self, Changes, Seen};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kmsdns::apply::Mode;
 use kmsdns::audit::Finding;
 use kmsdns::inventory::Inventory;
-use kmsdns::journal::Journal;
-use kmsdns::observe::Observation;
+use kmsdns::model::Observation;
 use kmsdns::plan::file::{PlanFile, PlanFileError};
 use kmsdns::report::{AuditReport, EXIT_UNKNOWN, RepairReport};
 
@@ -456,31 +454,19 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
     report.summary.exit_code
 }
 
-/// The journal when changes are to be sent; none for a dry run, which writes nothing.
-fn journal_if(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Option<Journal>, i32> {
-    if apply { open_journal(cli, inv).map(Some) } else { Ok(None) }
-}
-
-/// Opens the journal, reporting changes a crash left without an outcome.
-fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
+/// Where the command's changes go: nowhere for a dry run (which writes nothing, not even the
+/// journal's directory), else the journal, reporting changes a crash left without an outcome.
+fn changes(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Changes, i32> {
     let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    let mut journal = Journal::open(&dir).map_err(|e| {
-        eprintln!("kmsdns: {e}");
-        EXIT_UNKNOWN
-    })?;
-    match journal.settle_interrupted() {
-        Ok(open) => {
-            for i in open {
+    match Changes::open(&dir, apply) {
+        Ok((changes, interrupted)) => {
+            for i in interrupted {
                 eprintln!(
                     "kmsdns: journal entry {} (zone {}, to {}) was sent or about to be when kmsdns stopped; its outcome is unknown: audit the zone",
                     i.id, i.zone, i.server
                 );
             }
-            journal.hold_writer().map_err(|e| {
-                eprintln!("kmsdns: {e}");
-                EXIT_UNKNOWN
-            })?;
-            Ok(journal)
+            Ok(changes)
         }
         Err(e) => {
             eprintln!("kmsdns: {e}");
@@ -489,7 +475,7 @@ fn open_journal(cli: &Cli, inv: &Inventory) -> Result<Journal, i32> {
     }
 }
 
-fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], applied: bool, format: Format) -> i32 {
+fn print_repair(findings: &[Finding], outcomes: &[kmsdns::cycle::ZoneOutcome], applied: bool, format: Format) -> i32 {
     let code = kmsdns::report::repair_exit_code(outcomes);
     match format {
         Format::Json => {
@@ -509,29 +495,20 @@ fn print_repair(findings: &[Finding], outcomes: &[kmsdns::repair::ZoneOutcome], 
 }
 
 fn repair(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool) -> i32 {
-    let journal = match journal_if(cli, inv, apply) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, apply) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
-    rt.block_on(async {
-        let seen = cycle::observe(inv).await;
-        let plan = cycle::plan(inv, &seen);
-        let outcomes = cycle::carry_out(inv, &seen, plan, mode, Carry::Planned).await;
-        print_repair(&seen.findings, &outcomes, apply, cli.format)
-    })
+    let (seen, outcomes) = rt.block_on(cycle::repair(inv, &changes));
+    print_repair(&seen.findings, &outcomes, apply, cli.format)
 }
 
 fn repair_acl(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, apply: bool, override_policy: bool) -> i32 {
-    let journal = match journal_if(cli, inv, apply) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, apply) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
-    let result = rt.block_on(async {
-        let (_, obs, findings) = audit_report(inv).await;
-        kmsdns::repair::repair_acl(inv, &obs, &findings, mode, override_policy).await
-    });
+    let result = rt.block_on(cycle::repair_acl(inv, &changes, override_policy));
     match cli.format {
         Format::Json => emit(&(serde_json::to_string_pretty(&result).unwrap_or_default() + "\n")),
         Format::Text | Format::Nagios => emit(&kmsdns::report::acl_text(&result, WIDTH)),
@@ -554,31 +531,21 @@ fn apply_plan(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, path: &P
             return 2;
         }
     };
-    let journal = match open_journal(cli, inv) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, true) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    rt.block_on(async {
-        let seen = cycle::observe(inv).await;
-        match kmsdns::plan::file::fingerprint(&seen.obs) {
-            Ok(now) if now == file.observation => {}
-            Ok(_) => {
-                eprintln!(
-                    "kmsdns: {}: refused: what the servers and hosts answer now differs from what the plan was made from; make a new plan (`kmsdns plan --out FILE`) and review it",
-                    path.display()
-                );
-                return 2;
-            }
-            Err(e) => {
-                eprintln!("kmsdns: {}: {e}", path.display());
-                return EXIT_UNKNOWN;
-            }
+    match rt.block_on(cycle::apply_reviewed(inv, file, &changes)) {
+        Ok((seen, outcomes)) => print_repair(&seen.findings, &outcomes, true, cli.format),
+        Err(e @ cycle::Refused::Fingerprint(_)) => {
+            eprintln!("kmsdns: {}: {e}", path.display());
+            EXIT_UNKNOWN
         }
-        // Every rail is run again on what the servers hold now (Carry::Reviewed).
-        let plan = kmsdns::plan::Plan { zones: file.zones };
-        let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&journal), Carry::Reviewed).await;
-        print_repair(&seen.findings, &outcomes, true, cli.format)
-    })
+        Err(e) => {
+            eprintln!("kmsdns: {}: refused: {e}", path.display());
+            2
+        }
+    }
 }
 
 /// The switches of `kmsdns failover`.
@@ -608,12 +575,11 @@ fn failover(
         (Ok(from), Ok(to)) => kmsdns::failover::Request { from, to, override_policy },
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let journal = match journal_if(cli, inv, apply) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, apply) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let mode = journal.as_ref().map(Mode::Apply).unwrap_or(Mode::DryRun);
-    let mut runbook = rt.block_on(kmsdns::failover::failover(inv, &req, mode));
+    let mut runbook = rt.block_on(cycle::failover(inv, &req, &changes));
     if update_inventory && runbook.applied {
         let zones: Vec<_> = inv.host(&req.from).map(|h| h.zones.clone()).unwrap_or_default();
         match kmsdns::failover::update_inventory(&cli.config, &req.from, &req.to, &zones) {
@@ -634,11 +600,11 @@ fn failover(
 }
 
 fn journal(cli: &Cli, inv: &Inventory) -> i32 {
-    let journal = match open_journal(cli, inv) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, true) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    match journal.entries() {
+    match changes.entries() {
         Ok(entries) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n")),
@@ -654,18 +620,18 @@ fn journal(cli: &Cli, inv: &Inventory) -> i32 {
 }
 
 fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, override_policy: bool) -> i32 {
-    let journal = match open_journal(cli, inv) {
-        Ok(j) => j,
+    let changes = match changes(cli, inv, true) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    match rt.block_on(kmsdns::repair::undo(inv, &journal, id, override_policy)) {
+    match rt.block_on(cycle::undo(inv, &changes, id, override_policy)) {
         Ok(outcome) => {
             match cli.format {
                 Format::Json => emit(&(serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n")),
                 Format::Text | Format::Nagios => emit(&kmsdns::report::undo_text(&outcome, WIDTH)),
             }
             match outcome.result {
-                kmsdns::repair::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
+                kmsdns::cycle::ZoneResult::Applied { ref lagging, .. } if lagging.is_empty() => 0,
                 _ => 2,
             }
         }
@@ -678,7 +644,7 @@ fn undo(cli: &Cli, inv: &Inventory, rt: &tokio::runtime::Runtime, id: u64, overr
 
 /// The resolvers a client-check asks: `--resolver`, or those of /etc/resolv.conf.
 fn resolvers(rt: &tokio::runtime::Runtime, flag: Option<&str>) -> Result<Vec<kmsdns::client_check::Resolver>, i32> {
-    use kmsdns::client_check::{DNS_TIMEOUT, Resolver, system_resolvers};
+    use kmsdns::client_check::{Resolver, system_resolvers};
     let Some(text) = flag else {
         const RESOLV_CONF: &str = "/etc/resolv.conf";
         let conf = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
@@ -695,7 +661,7 @@ fn resolvers(rt: &tokio::runtime::Runtime, flag: Option<&str>) -> Result<Vec<kms
         eprintln!("kmsdns: --resolver '{text}': {e}");
         EXIT_UNKNOWN
     })?;
-    match rt.block_on(kmsdns::observe::dns::server_socket_addrs(&addr, DNS_TIMEOUT)) {
+    match rt.block_on(kmsdns::client_check::resolver_addrs(&addr)) {
         Ok(list) => Ok(list.into_iter().map(|addr| Resolver { addr, from: "--resolver".into() }).collect()),
         Err(e) => {
             eprintln!("kmsdns: --resolver '{text}': {e}");

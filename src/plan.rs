@@ -23,6 +23,7 @@
 //! planner would still make then. A plan file is a reviewed subset of what may be done, never
 //! an instruction.
 
+pub mod failover;
 pub mod file;
 
 use std::collections::{HashMap, HashSet};
@@ -31,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, Finding, Health, health, wanted_record};
 use crate::inventory::{Inventory, Policy, Zone};
+use crate::model::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 use crate::name::DnsName;
-use crate::observe::{Observation, SrvAnswer, SrvRecord, ZoneView, same_rrset};
 
 /// The plan for every zone of the inventory, in inventory order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub struct ZonePlan {
     /// each server holds, or why that is unknown. `before` is then empty and means nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerHolding>,
+    /// The rails this plan does not apply, each with why: only a failover's plan has any
+    /// ([`failover`]), and it states them here so that what it skips is shown, not hidden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// What one server of a zone holds, or why that is unknown.
@@ -235,7 +240,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, by_zone: &ByZone, zone: &Zone) 
     p.before = before;
     let asked = asked(inv, zone, &p.before, by_zone.findings(&zone.name));
     p.held.extend(asked.held);
-    p.changes = rails(obs, zone, &p.before, asked.deletes, asked.adds, &mut p.held);
+    p.changes = rails(obs, &p.before, asked.deletes, asked.adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
@@ -287,13 +292,13 @@ fn recheck_zone(
     // What goes is what the planner would send now, restricted to what was reviewed.
     let deletes = asked.deletes.into_iter().filter(|(_, d)| in_plan(d)).collect();
     let adds = asked.adds.into_iter().filter(|a| in_plan(a)).collect();
-    p.changes = rails(obs, zone, &p.before, deletes, adds, &mut p.held);
+    p.changes = rails(obs, &p.before, deletes, adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
 
 fn empty_plan(zone: DnsName, policy: Policy) -> ZonePlan {
-    ZonePlan { zone, policy, before: vec![], changes: vec![], held: vec![], servers: vec![] }
+    ZonePlan { zone, policy, before: vec![], changes: vec![], held: vec![], servers: vec![], overrides: vec![] }
 }
 
 /// Holds every change of `planned`, each by its record, for one reason that concerns the zone.
@@ -396,11 +401,11 @@ fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[&Findin
 /// they hold back goes to `held`, by record, with the reason.
 fn rails(
     obs: &Observation,
-    zone: &Zone,
     before: &[SrvRecord],
     mut deletes: Vec<Ranked>,
     adds: Vec<Change>,
     held: &mut Vec<Held>,
+    max_deletes: usize,
 ) -> Vec<Change> {
     let mut hold = |record: SrvRecord, reason: String| held.push(Held { record: Some(record), reason });
 
@@ -424,8 +429,8 @@ fn rails(
     let mut removals = 0;
     for (_, d) in deletes {
         let replaced = adds.iter().any(|a| a.record.target == d.record.target);
-        if !replaced && removals >= zone.max_deletes {
-            let reason = format!("held back: at most max_deletes = {} records are removed per run", zone.max_deletes);
+        if !replaced && removals >= max_deletes {
+            let reason = format!("held back: at most max_deletes = {max_deletes} records are removed per run");
             hold(d.record, reason);
             continue;
         }

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::audit::{Finding, audit};
 use crate::inventory::Inventory;
+use crate::model::{Observation, ProbeState, ReadError, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
 use crate::name::DnsName;
-use crate::observe::{Observation, ProbeState, ReadError, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
 
 const INVENTORY: &str = r#"
 [[zone]]

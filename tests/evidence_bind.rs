@@ -113,7 +113,7 @@ fn an_alias_into_another_zone_is_followed_and_its_record_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replan_after_a_conflict_sees_what_the_first_plan_saw() {
     use kmsdns::apply::Mode;
-    use kmsdns::repair::ZoneResult;
+    use kmsdns::cycle::ZoneResult;
     let estate = Estate::new();
     let inv = kmsdns::inventory::Inventory::load(&estate.inventory()).unwrap();
     let obs = kmsdns::observe::observe(&inv).await;
@@ -123,7 +123,7 @@ async fn the_replan_after_a_conflict_sees_what_the_first_plan_saw() {
     estate.lab.update(0, "corp.test", &["update delete _vlmcs._tcp.corp.test. SRV 0 0 1688 dead.corp.test."]);
     estate.lab.wait_converged("corp.test");
     let journal = kmsdns::journal::Journal::open(&estate.dir.path().join("state")).unwrap();
-    let outcomes = kmsdns::repair::carry_out(&inv, &obs, plan, Mode::Apply(&journal)).await;
+    let outcomes = kmsdns::cycle::carry::carry_out(&inv, &obs, plan, Mode::Apply(&journal)).await;
     let o = outcomes.iter().find(|o| o.zone.as_str() == "corp.test").unwrap();
     assert!(matches!(o.result, ZoneResult::SettledByOther { .. }), "{o:#?}");
     assert_eq!(estate.targets(), vec!["alias.corp.test", "kms1.corp.test", "live.hosts.test"]);

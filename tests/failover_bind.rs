@@ -261,3 +261,28 @@ fn an_audit_only_zone_is_written_only_with_override_policy() {
     let out = kmsdns(&["undo", "1", "--override-policy", "--config", inv.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
+
+/// Another writer changes a zone between the failover's observation and its update: the
+/// prerequisite fails, the zone is observed again and planned again by the failover's planner,
+/// and the other writer's record is kept beside the new host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_another_writer_adds_during_the_failover_is_kept_and_the_zone_planned_again() {
+    use kmsdns::apply::Mode;
+    use kmsdns::cycle::{self, Carry, ZoneResult};
+    use kmsdns::plan::failover::{Failover, plan};
+    let site = Site::new(false, true);
+    let inv = kmsdns::inventory::Inventory::load(&site.inventory(None)).unwrap();
+    let name = |s: &str| kmsdns::name::DnsName::parse(s).unwrap();
+    let (failover, over) = Failover::new(&inv, &name("kms1.corp.test"), &name("kms2.corp.test"));
+    let seen = cycle::observe(&over).await;
+    let planned = plan(&over, &seen.obs, &seen.findings, &failover);
+    site.lab.update(0, "corp.test", &["update add _vlmcs._tcp.corp.test. 600 IN SRV 0 0 1688 kms3.corp.test."]);
+    site.lab.wait_converged("corp.test");
+    let journal = kmsdns::journal::Journal::open(&site.dir.path().join("state")).unwrap();
+    let how = Carry::Failover { failover: &failover, override_policy: false };
+    let outcomes = cycle::carry_out(&over, &seen, planned, Mode::Apply(&journal), how).await;
+    let corp = outcomes.iter().find(|o| o.zone.as_str() == "corp.test").unwrap();
+    assert!(matches!(corp.result, ZoneResult::Applied { attempts: 2, .. }), "{corp:#?}");
+    assert_eq!(site.srv(0, "corp.test"), ["0 0 1688 kms2.corp.test.", "0 0 1688 kms3.corp.test."]);
+    assert_eq!(site.srv(0, "branch.test"), KMS2);
+}

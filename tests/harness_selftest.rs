@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
-use kmsdns::observe::probe::{ProbeState, probe};
+use kmsdns::model::ProbeState;
+use kmsdns::observe::probe::probe;
 use support::{BindLab, KMS_PORT, ZoneSpec, claim_block, free_port, loopback_ip};
 
 fn corp_test() -> ZoneSpec {

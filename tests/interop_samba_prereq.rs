@@ -15,14 +15,11 @@
 
 mod support;
 
-use std::time::Duration;
-
-use kmsdns::apply::{Auth, Authority, CommitError, Committed, Mode, RrsetUpdate, UpdateError, commit};
-use kmsdns::inventory::Policy;
-use kmsdns::journal::Journal;
+use kmsdns::apply::{CommitError, Committed, RrsetUpdate, UpdateError};
+use kmsdns::model::SrvRecord;
 use kmsdns::name::DnsName;
-use kmsdns::observe::SrvRecord;
 use support::SambaLab;
+use support::gss_commit::gss_commit;
 
 const VLMCS: &str = "_vlmcs._tcp.corp.test";
 
@@ -38,30 +35,6 @@ fn srv(host: &str) -> SrvRecord {
 
 fn add_line(host: &str) -> String {
     format!("update add {VLMCS}. 3600 IN SRV 0 0 1688 {host}.corp.test.")
-}
-
-/// kmsdns's own UPDATE, GSS-TSIG-signed as the ccache's principal, sent from inside the lab.
-fn kmsdns_commit(lab: &SambaLab, update: RrsetUpdate, state: &std::path::Path) -> Result<Committed, CommitError> {
-    let state = state.to_path_buf();
-    lab.in_netns(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let journal = Journal::open(&state).unwrap();
-            let auth = Auth::Gss { server_name: DnsName::parse("dc1.corp.test").unwrap(), principal: None };
-            let server = "127.0.0.10:53".parse().unwrap();
-            commit(
-                Mode::Apply(&journal),
-                Authority::Policy(Policy::Repair),
-                server,
-                &auth,
-                &update,
-                vec![],
-                None,
-                Duration::from_secs(5),
-            )
-            .await
-        })
-    })
 }
 
 #[test]
@@ -84,7 +57,7 @@ fn samba_prerequisites_catch_a_removed_record_but_not_an_added_one() {
     assert_eq!(gss(&[add_line("kms1"), add_line("kms2")]), "NOERROR");
     let state = lab.dir.path().join("kmsdns-state");
     let created = RrsetUpdate { zone: zone.clone(), expected: vec![], deletes: vec![], adds: vec![srv("kms3")] };
-    let r = kmsdns_commit(&lab, created, &state);
+    let r = gss_commit(&lab, created, &state);
     assert!(
         matches!(&r, Err(CommitError::Update { source: UpdateError::Conflict { rcode, .. }, .. }) if rcode == "YXRRSET"),
         "{r:?}\n{}",
@@ -97,7 +70,7 @@ fn samba_prerequisites_catch_a_removed_record_but_not_an_added_one() {
     let seen = vec![srv("kms1"), srv("kms2")];
     let remove_kms2 =
         RrsetUpdate { zone: zone.clone(), expected: seen.clone(), deletes: vec![srv("kms2")], adds: vec![] };
-    let r = kmsdns_commit(&lab, remove_kms2.clone(), &state);
+    let r = gss_commit(&lab, remove_kms2.clone(), &state);
     // BIND would answer NXRRSET (RFC 2136 §3.2.3); Samba takes it, as the listed records exist.
     assert!(matches!(r, Ok(Committed::Applied { .. })), "{r:?}\n{}", lab.log());
     // The other writer's kms3 survives: kmsdns deletes only the records it names.
@@ -107,7 +80,7 @@ fn samba_prerequisites_catch_a_removed_record_but_not_an_added_one() {
     assert_eq!(gss(&[format!("update delete {VLMCS}. SRV 0 0 1688 kms1.corp.test.")]), "NOERROR");
     let remove_kms3 =
         RrsetUpdate { zone, expected: vec![srv("kms1"), srv("kms3")], deletes: vec![srv("kms3")], adds: vec![] };
-    let r = kmsdns_commit(&lab, remove_kms3, &state);
+    let r = gss_commit(&lab, remove_kms3, &state);
     assert!(
         matches!(&r, Err(CommitError::Update { source: UpdateError::Conflict { rcode, .. }, .. }) if rcode == "NXRRSET"),
         "{r:?}\n{}",

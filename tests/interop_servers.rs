@@ -348,8 +348,8 @@ fn two_daemons_neither_flap_nor_clobber<L: DnsLab>(start: impl Fn(&[ZoneSpec]) -
 fn a_record_added_after_kmsdns_looked_fails_the_prerequisite<L: DnsLab>(start: impl Fn(&[ZoneSpec]) -> L) {
     use base64::Engine as _;
     use kmsdns::apply::{Auth, CommitError, Mode, RrsetUpdate, UpdateError, commit};
+    use kmsdns::model::SrvRecord;
     use kmsdns::name::DnsName;
-    use kmsdns::observe::SrvRecord;
     let site = Site::new(start);
     let product = site.lab.product();
     site.lab.nsupdate("corp.test", &["update add _vlmcs._tcp.corp.test. 3600 IN SRV 0 0 1688 kms3.corp.test."]);

@@ -9,8 +9,9 @@ use std::time::Duration;
 use kmsdns::audit::{Code, audit};
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use kmsdns::inventory::Inventory;
+use kmsdns::model::{ReadError, SrvAnswer};
 use kmsdns::name::DnsName;
-use kmsdns::observe::{DnsReader, ReadError, SrvAnswer, observe};
+use kmsdns::observe::{DnsReader, observe};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
 fn name(s: &str) -> DnsName {

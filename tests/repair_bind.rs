@@ -357,7 +357,7 @@ fn a_concurrent_change_is_never_clobbered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_between_observation_and_update_is_retried_from_what_is_there() {
     use kmsdns::apply::Mode;
-    use kmsdns::repair::ZoneResult;
+    use kmsdns::cycle::ZoneResult;
     let site = Site::new();
     let inv = kmsdns::inventory::Inventory::load(&site.inventory(&site.repair_settings(), &site.lab.key.file)).unwrap();
     let obs = kmsdns::observe::observe(&inv).await;
@@ -367,7 +367,7 @@ async fn a_change_between_observation_and_update_is_retried_from_what_is_there()
     site.lab.update(0, "corp.test", &["update delete _vlmcs._tcp.corp.test. SRV 0 0 1688 old.corp.test."]);
     site.lab.wait_converged("corp.test");
     let journal = kmsdns::journal::Journal::open(&site.state.path().join("state")).unwrap();
-    let outcomes = kmsdns::repair::carry_out(&inv, &obs, plan, Mode::Apply(&journal)).await;
+    let outcomes = kmsdns::cycle::carry::carry_out(&inv, &obs, plan, Mode::Apply(&journal)).await;
     let o = &outcomes[0];
     assert!(matches!(o.result, ZoneResult::Applied { attempts: 2, .. }), "{o:#?}");
     assert_eq!(site.srv(0), HEALED);

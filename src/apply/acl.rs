@@ -19,9 +19,12 @@ use crate::observe::ad::{DACL_ONLY, read_sd, sd_flags};
 use crate::wire::security::{Ace, SecurityDescriptor, Sid, rights};
 
 /// What the group is granted: read and write the node's properties (the dnsRecord attribute
-/// among them). That is all a DNS update of the name needs (test-labs.md §2.6, fix A); the
-/// owner's full control is not copied.
-pub const GRANT: u32 = rights::READ_PROPERTY | rights::WRITE_PROPERTY;
+/// among them), which Windows DNS and Samba's internal DNS check (test-labs.md §2.6, fix A), and
+/// DELETE, READ_CONTROL, WRITE_DAC, WRITE_OWNER and validated write, which Samba's BIND9_DLZ
+/// module checks as well ([`crate::audit::access::UPDATE_THROUGH_BIND9_DLZ`]). Less than the
+/// owner's (and Microsoft's) full control: no child, list or extended rights.
+pub const GRANT: u32 =
+    rights::READ_PROPERTY | rights::WRITE_PROPERTY | crate::audit::access::UPDATE_THROUGH_BIND9_DLZ.mask;
 
 /// One node's ACL change.
 #[derive(Debug, Clone, PartialEq)]

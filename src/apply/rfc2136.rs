@@ -21,8 +21,8 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 pub use super::error::UpdateError;
 use super::retry::{Backoff, on_servfail};
 use crate::keys::TsigKey;
+use crate::model::SrvRecord;
 use crate::name::DnsName;
-use crate::observe::SrvRecord;
 
 /// One zone's change: the RRset it must still be, and what to delete and add.
 #[derive(Debug, Clone, PartialEq)]

@@ -38,6 +38,17 @@ pub struct AccessRequest<'a> {
 pub const UPDATE_DNS_RECORD: AccessRequest<'static> =
     AccessRequest { mask: rights::WRITE_PROPERTY, object_types: &[DNS_NODE_CLASS, DNS_RECORD_ATTRIBUTE] };
 
+/// What Samba's BIND9_DLZ module checks before it lets BIND apply a signed update of an
+/// existing node: DELETE, READ_CONTROL, WRITE_DAC, WRITE_OWNER and validated write on the node
+/// itself, no object type (`SEC_STD_REQUIRED | SEC_ADS_SELF_WRITE` in `b9_ssumatch`,
+/// source4/dns_server/dlz_bind9.c). Windows DNS and Samba's internal DNS ask for
+/// [`UPDATE_DNS_RECORD`] only, so write access alone is refused behind BIND9_DLZ (REFUSED, the
+/// module logging "disallowing update … insufficient access rights"); seen in tests/dlz_samba.rs.
+pub const UPDATE_THROUGH_BIND9_DLZ: AccessRequest<'static> = AccessRequest {
+    mask: rights::DELETE | rights::READ_CONTROL | rights::WRITE_DAC | rights::WRITE_OWNER | rights::SELF_WRITE,
+    object_types: &[],
+};
+
 /// How an access check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -202,6 +213,13 @@ impl fmt::Display for Decision {
 /// [`computer_token`]).
 pub fn may_update(sd: &SecurityDescriptor, token: &[Sid]) -> Decision {
     check_access(sd, token, &UPDATE_DNS_RECORD)
+}
+
+/// Whether that account's update also passes Samba's BIND9_DLZ module
+/// ([`UPDATE_THROUGH_BIND9_DLZ`]), which asks more of a node than [`may_update`]. kmsdns cannot
+/// tell from DNS which of Samba's backends answers a zone, so both are checked.
+pub fn may_update_through_dlz(sd: &SecurityDescriptor, token: &[Sid]) -> Decision {
+    check_access(sd, token, &UPDATE_THROUGH_BIND9_DLZ)
 }
 
 /// The DACL walk of MS-DTYP 2.5.3.2 for one request, as kms-dns-ad.md §4.6 applies it:
@@ -391,6 +409,24 @@ fn opaque_doubt(
 mod tests {
     use super::*;
     use crate::wire::security::tests::*;
+
+    /// Samba's BIND9_DLZ module asks more than write access of a node: the owner passes, a
+    /// KMS host with an RPWP grant (enough for Windows and Samba's internal DNS) does not, and
+    /// the ACE `kmsdns repair --acl` writes passes both checks.
+    #[test]
+    fn write_access_alone_is_refused_behind_bind9_dlz_and_the_kmsdns_grant_passes() {
+        let kms1 = kms_token(KMS1, &[]);
+        let kms2 = kms_token(KMS2, &[]);
+        assert!(may_update_through_dlz(&before(), &kms1).allowed(), "the owner");
+        assert!(may_update(&after(), &kms2).allowed(), "RPWP is write access");
+        let d = may_update_through_dlz(&after(), &kms2);
+        assert_eq!(d.verdict, Verdict::NotGranted, "{d}");
+        let grant = Ace::allow(account(KMS2), crate::apply::acl::GRANT);
+        assert_eq!(grant.to_string(), format!("(A;;RPWPRCWOWDSDSW;;;{})", account(KMS2)));
+        let fixed = after().with_ace_prepended(grant).unwrap();
+        assert!(may_update(&fixed, &kms2).allowed());
+        assert!(may_update_through_dlz(&fixed, &kms2).allowed(), "{}", may_update_through_dlz(&fixed, &kms2));
+    }
 
     /// The scenario of test-labs.md §2.6: KMS1 creates the node; KMS2 and KMS3 (in KMS-Hosts)
     /// are refused; an ACE for KMS2$ and one for KMS-Hosts let them in.

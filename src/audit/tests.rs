@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::inventory::ServerAddr;
-use crate::observe::{ReadError, SrvAnswer};
+use crate::model::{ReadError, SrvAnswer};
 use crate::testkit::{Row, World, failed, name, records};
 
 fn zone_wide(code: &'static str, target: &str) -> Row {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::observe::ProbeState;
+use crate::model::ProbeState;
 
 /// The most the span of a run may fall short of its bound for timer jitter.
 const MAX_SLACK: Duration = Duration::from_millis(50);

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{Health, Severity, health};
 use crate::daemon::health::Verdict;
 use crate::inventory::{HostState, Inventory};
-use crate::observe::Observation;
+use crate::model::Observation;
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn servers_and_hosts_are_judged_as_the_audit_judges_them() {
-        use crate::observe::{ProbeState, ReadError};
+        use crate::model::{ProbeState, ReadError};
         use crate::testkit::{World, failed};
         // Server 1 unreadable; kms2 (active, published) is down; spare is not probed; rogue
         // is published but unknown to the inventory, and up.

@@ -37,13 +37,13 @@ use tracing::{error, info, warn};
 
 use crate::apply::Mode;
 use crate::audit::{Finding, Severity};
-use crate::cycle::{self, Carry};
+use crate::cycle::{self, Carry, ZoneResult};
 use crate::daemon::health::{Asked, Hysteresis, Transition};
 use crate::daemon::metrics::Metrics;
 use crate::inventory::{ConfigError, Inventory};
 use crate::journal::{Journal, JournalError};
-use crate::observe::{self, Observation};
-use crate::repair::{self, ZoneResult};
+use crate::model::Observation;
+use crate::observe::{self};
 
 /// How long a stop waits for the update in flight before abandoning it.
 const STOP_GRACE: Duration = Duration::from_secs(4);
@@ -334,8 +334,8 @@ impl Daemon {
                 t.from.as_str(),
                 t.last.code(),
                 match &t.last {
-                    observe::ProbeState::KmsUp => "",
-                    observe::ProbeState::NotKms(d) | observe::ProbeState::Down(d) => d,
+                    crate::model::ProbeState::KmsUp => "",
+                    crate::model::ProbeState::NotKms(d) | crate::model::ProbeState::Down(d) => d,
                 }
             );
         }
@@ -395,7 +395,12 @@ impl Daemon {
         seen.findings.extend(crate::audit::ttl_findings(inv, &seen.obs));
         log_findings(&mut self.findings, &seen.findings);
         let plan = cycle::plan(inv, &seen);
-        let steer = repair::Daemon { halt, health: Some(&self.health), replan: true };
+        let steer = crate::cycle::Steer {
+            halt,
+            health: Some(&self.health),
+            replan: crate::cycle::Replan::Inventory,
+            override_policy: false,
+        };
         let outcomes = cycle::carry_out(inv, &seen, plan, Mode::Apply(&self.journal), Carry::Daemon(&steer)).await;
         let (obs, findings) = (&seen.obs, &seen.findings);
         let (mut applied, mut failed) = (0u64, 0u64);

@@ -28,6 +28,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
 use crate::apply::Mode;
 
+use crate::cycle::ZoneOutcome;
 use crate::cycle::{self, Carry};
 use crate::demo::responder::{Behaviour, KmsResponder};
 use crate::inventory::{Inventory, TsigAlgorithmName};
@@ -35,7 +36,6 @@ use crate::journal::Journal;
 use crate::keys::TsigKey;
 use crate::name::DnsName;
 use crate::plan::Plan;
-use crate::repair::ZoneOutcome;
 use crate::report::{AuditReport, repair_text, zone_plan_text};
 
 pub const ZONE: &str = "demo.test";

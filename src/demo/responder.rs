@@ -103,7 +103,8 @@ fn answer(mut conn: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::probe::{ProbeState, probe};
+    use crate::model::ProbeState;
+    use crate::observe::probe::probe;
 
     #[tokio::test]
     async fn the_probe_tells_each_behaviour_apart() {

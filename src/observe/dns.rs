@@ -23,32 +23,11 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use serde::Serialize;
 
-use super::{Resolution, SrvAnswer, SrvRecord};
 use crate::inventory::{ServerAddr, ServerHost};
+use crate::model::{ReadError, Resolution, SrvAnswer, SrvRecord};
 use crate::name::DnsName;
 use crate::net::{ExchangeError, ServerSocket, random_id, tcp_exchange};
-
-/// Why a server's answer is unknown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
-pub enum ReadError {
-    #[error("no answer within the timeout (after every retry)")]
-    Timeout,
-    #[error("the server refused the query (REFUSED)")]
-    Refused,
-    #[error("the server failed (SERVFAIL)")]
-    ServFail,
-    #[error("the server is not authoritative for the zone")]
-    NotAuthoritative,
-    #[error("the server answered {0}")]
-    Rcode(String),
-    #[error("network error: {0}")]
-    Network(String),
-    #[error("malformed answer: {0}")]
-    Malformed(String),
-}
 
 /// The EDNS UDP payload size we offer (the DNS flag day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;

@@ -13,125 +13,16 @@ pub mod dns;
 pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::inventory::{HostState, Inventory, ServerAddr};
+use crate::model::{Observation, ReadError, Resolution, ServerView, SrvAnswer, ZoneView};
 use crate::name::DnsName;
-pub use dns::{DnsReader, ReadError};
-pub use probe::ProbeState;
-
-/// Everything one audit run saw.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Observation {
-    /// One entry per inventory zone, in inventory order.
-    pub zones: Vec<ZoneView>,
-    /// Addresses of every SRV target and inventory host, each looked up once.
-    pub names: BTreeMap<DnsName, Resolution>,
-    /// One probe per distinct (address, port).
-    pub probes: BTreeMap<SocketAddr, ProbeState>,
-    /// What Active Directory holds, when `[ad]` is configured. Not part of a plan's
-    /// fingerprint: a plan changes DNS records, which the fingerprint covers.
-    #[serde(skip)]
-    pub ad: Option<ad::AdRead>,
-    /// When the observation was made: "now" for the audit's age checks.
-    #[serde(skip)]
-    pub observed_at: Option<std::time::SystemTime>,
-}
-
-/// A zone as each of its servers answers it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ZoneView {
-    pub zone: DnsName,
-    pub servers: Vec<ServerView>,
-}
-
-/// One authoritative server's answers for a zone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServerView {
-    pub server: ServerAddr,
-    pub srv: SrvAnswer,
-    /// The zone's SOA serial there, or why it could not be read.
-    pub serial: Result<u32, ReadError>,
-    /// The SOA MNAME there: the primary, where updates go by default.
-    pub mname: Option<DnsName>,
-}
-
-/// The outcome of asking one server for `_vlmcs._tcp.<zone>` SRV.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum SrvAnswer {
-    /// The RRset, sorted.
-    Records { records: Vec<SrvRecord> },
-    /// The name exists but holds no SRV (NOERROR, empty answer).
-    NoData,
-    /// The name does not exist.
-    NxDomain,
-    /// Unknown: the server could not be read. Never treated as empty.
-    Failed { error: ReadError },
-}
-
-impl SrvAnswer {
-    /// The records the server vouches for; `None` when the read failed and nothing is known.
-    pub fn known_records(&self) -> Option<&[SrvRecord]> {
-        match self {
-            SrvAnswer::Records { records } => Some(records),
-            SrvAnswer::NoData | SrvAnswer::NxDomain => Some(&[]),
-            SrvAnswer::Failed { .. } => None,
-        }
-    }
-}
-
-/// One SRV record of `_vlmcs._tcp` (RFC 2782).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-pub struct SrvRecord {
-    pub target: DnsName,
-    pub port: u16,
-    pub priority: u16,
-    pub weight: u16,
-    pub ttl: u32,
-}
-
-impl SrvRecord {
-    /// Equal as clients use it: the TTL does not count.
-    pub fn same_rdata(&self, other: &SrvRecord) -> bool {
-        (self.target.as_str(), self.port, self.priority, self.weight)
-            == (other.target.as_str(), other.port, other.priority, other.weight)
-    }
-}
-
-/// Two RRsets equal as clients see them: the same records by rdata, TTL aside.
-pub fn same_rrset(a: &[SrvRecord], b: &[SrvRecord]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.same_rdata(x)))
-}
-
-impl std::fmt::Display for SrvRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SRV {} {} {} {}", self.priority, self.weight, self.port, self.target.fqdn())
-    }
-}
-
-/// A name's addresses.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Resolution {
-    Addresses {
-        addresses: Vec<IpAddr>,
-        /// Some server of the name's zone could not be read: there may be more addresses,
-        /// so "every address is down" cannot be said.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        incomplete: Option<ReadError>,
-    },
-    /// The name has no A or AAAA: every server of its zone said so authoritatively (NXDOMAIN
-    /// or NODATA), or the system resolver did for a name in no declared zone.
-    NoAddress,
-    /// The lookup failed: unknown.
-    Failed { error: ReadError },
-}
+pub use dns::DnsReader;
 
 /// Reads the world for every zone and host of the inventory.
 pub async fn observe(inv: &Inventory) -> Observation {
@@ -248,9 +139,10 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
     let probes = probe::probe_all(endpoints, inv.defaults.timeout, inv.defaults.retries, limit).await;
 
     let ad = match ad_read {
-        Some(task) => {
-            Some(task.await.unwrap_or(ad::AdRead::Failed { error: "the directory read was interrupted".into() }))
-        }
+        Some(task) => Some(
+            task.await
+                .unwrap_or(crate::model::ad::AdRead::Failed { error: "the directory read was interrupted".into() }),
+        ),
         None => None,
     };
     Observation { zones, names: resolved, probes, ad, observed_at: Some(std::time::SystemTime::now()) }

@@ -8,36 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::model::ProbeState;
 use crate::wire::rpc::{self, BindReply};
-
-/// What a probe found at one address and port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", content = "detail", rename_all = "kebab-case")]
-pub enum ProbeState {
-    /// The bind to the KMS interface was accepted.
-    KmsUp,
-    /// Something answers on the port, but not the KMS interface (a rejected context, a
-    /// bind_nak, or a reply that is not DCE/RPC).
-    NotKms(String),
-    /// Nothing answers: refused, reset, or no reply in time.
-    Down(String),
-}
-
-impl ProbeState {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ProbeState::KmsUp => "kms-up",
-            ProbeState::NotKms(_) => "not-kms",
-            ProbeState::Down(_) => "down",
-        }
-    }
-}
 
 /// Probes every endpoint once, at most `limit` at a time.
 pub async fn probe_all(

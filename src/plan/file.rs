@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Finding;
-use crate::observe::Observation;
+use crate::model::Observation;
 use crate::plan::ZonePlan;
 
 /// A plan as `kmsdns plan --out` writes it and `kmsdns apply` reads it (schema 1).

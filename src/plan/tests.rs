@@ -1,7 +1,7 @@
 //! The planner: what each finding asks for, and each safety rail.
 
 use super::*;
-use crate::observe::{ProbeState, ReadError, Resolution, SrvAnswer};
+use crate::model::{ProbeState, ReadError, Resolution, SrvAnswer};
 use crate::testkit::{World, failed, name, records, srv};
 
 const REPAIR: &str = "policy = \"repair\"\nallow_unsigned = true";
@@ -439,12 +439,12 @@ fn estate(n: usize) -> (Inventory, Observation) {
     let zones = inv
         .zones
         .iter()
-        .map(|z| crate::observe::ZoneView {
+        .map(|z| crate::model::ZoneView {
             zone: z.name.clone(),
             servers: z
                 .servers
                 .iter()
-                .map(|s| crate::observe::ServerView {
+                .map(|s| crate::model::ServerView {
                     server: s.clone(),
                     srv: answer.clone(),
                     serial: Ok(7),

@@ -65,7 +65,7 @@ pub fn unknown(why: &str) -> (String, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ProbeReport, Summary, TargetReport};
+    use crate::report::audit::{ProbeReport, Summary, TargetReport};
 
     fn report(
         critical: usize,

@@ -7,6 +7,8 @@
 
 mod bind;
 mod estate;
+#[cfg(feature = "gss-tsig")]
+pub mod gss_commit;
 pub mod interop;
 mod knot;
 mod pdns;
@@ -14,6 +16,8 @@ mod resolver;
 mod rogue;
 pub mod run;
 mod samba;
+#[cfg(feature = "gss-tsig")]
+pub mod windows_dc;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec, nsupdate};
 pub use estate::Estate;
@@ -22,7 +26,7 @@ pub use knot::KnotLab;
 pub use pdns::{PdnsLab, UpdatePolicy};
 pub use resolver::Resolver;
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
-pub use samba::SambaLab;
+pub use samba::{DnsBackend, SambaLab};
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};

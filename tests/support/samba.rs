@@ -17,6 +17,10 @@
 //!   (`setpriv --pdeathsig`, set from a thread that lives as long as the process); `--maximum-runtime` is the
 //!   last backstop.
 //! * Needs root (G1). Default `allow dns updates = secure only`, which the refusal scenario needs.
+//! * [`SambaLab::start_dlz`] provisions with `--dns-backend=BIND9_DLZ` instead: BIND 9 (`named`, run as root
+//!   from the lab dir, stopped by PID) serves the zones through Samba's `dlz_bind9_18.so`; see samba/dlz.rs.
+
+mod dlz;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -71,6 +75,15 @@ const TOOLS: [(&str, &str); 16] = [
 const PACKAGES: &str =
     "samba samba-ad-dc winbind krb5-user ldb-tools ldap-utils libsasl2-modules-gssapi-mit bind9-dnsutils openssl";
 
+/// Who answers DNS for the DC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsBackend {
+    /// Samba's own DNS server (`--dns-backend=SAMBA_INTERNAL`).
+    Internal,
+    /// BIND 9 with Samba's DLZ module (`--dns-backend=BIND9_DLZ`, smb.conf `server services = -dns`).
+    Bind9Dlz,
+}
+
 /// One throwaway Samba AD DC in its own network, mount and UTS namespace. Stopped on drop.
 pub struct SambaLab {
     /// Lab files: `dc/` (provisioned targetdir), `tls/`, `cc/` (ccaches), `samba.log`, hosts, krb5.conf, ...
@@ -88,9 +101,12 @@ pub struct SambaLab {
     pub domain_sid: String,
     /// How long [`SambaLab::start`] took, until LDAP, DNS and the KDC answered.
     pub start_time: Duration,
+    pub dns_backend: DnsBackend,
     holder: Option<Child>,
     holder_pid: u32,
     samba: Option<Child>,
+    /// BIND 9, with [`DnsBackend::Bind9Dlz`] only.
+    named: Option<Child>,
 }
 
 impl SambaLab {
@@ -104,7 +120,20 @@ impl SambaLab {
     /// [`SambaLab::start`] with extra `[global]` smb.conf lines given to provision, such as
     /// `"allow dns updates = nonsecure"` or `"ldap server require strong auth = no"`.
     pub fn start_with(extra_conf: &[&str]) -> SambaLab {
+        SambaLab::start_backend(DnsBackend::Internal, extra_conf)
+    }
+
+    /// [`SambaLab::start`] with the BIND9_DLZ backend: `named` from the bind9 package answers DNS in the lab's
+    /// namespace through Samba's DLZ module, and verifies GSS-TSIG with Samba's dns.keytab. Same DC, same names.
+    pub fn start_dlz() -> SambaLab {
+        SambaLab::start_backend(DnsBackend::Bind9Dlz, &[])
+    }
+
+    fn start_backend(dns_backend: DnsBackend, extra_conf: &[&str]) -> SambaLab {
         preflight();
+        if dns_backend == DnsBackend::Bind9Dlz {
+            dlz::preflight();
+        }
         let t0 = Instant::now();
         let dir = tempfile::Builder::new().prefix("kmsdns-samba-").tempdir().expect("create temp dir for Samba lab");
         // From here on a panic drops `lab`, which stops whatever was started.
@@ -117,9 +146,11 @@ impl SambaLab {
             admin_password: ADMIN_PASSWORD.to_string(),
             domain_sid: String::new(),
             start_time: Duration::ZERO,
+            dns_backend,
             holder: None,
             holder_pid: 0,
             samba: None,
+            named: None,
         };
         lab.write_files();
         lab.make_namespace();
@@ -128,12 +159,16 @@ impl SambaLab {
         lab.provision(extra_conf);
         let t_prov = t0.elapsed();
         lab.start_samba();
+        if dns_backend == DnsBackend::Bind9Dlz {
+            lab.start_named();
+        }
         lab.wait_ready();
         lab.domain_sid = lab.object_sid(&format!("(distinguishedName={BASE_DN})"));
         lab.start_time = t0.elapsed();
         eprintln!(
-            "samba lab {} up in {:.1} s (namespace {:.2} s, TLS + provision {:.1} s, samba ready {:.1} s later); \
+            "samba lab ({:?}) {} up in {:.1} s (namespace {:.2} s, TLS + provision {:.1} s, samba ready {:.1} s later); \
              domain SID {}",
+            lab.dns_backend,
             lab.dir.path().display(),
             lab.start_time.as_secs_f64(),
             t_ns.as_secs_f64(),
@@ -307,7 +342,10 @@ impl SambaLab {
     /// samba's stdout/stderr (debug level 1), or the provision log when samba has not started yet.
     pub fn log(&self) -> String {
         let mut s = format!("--- samba lab {} (holder pid {}) ---\n", self.dir.path().display(), self.holder_pid);
-        for f in ["provision.log", "samba.log"] {
+        for f in ["provision.log", "samba.log", "named/named.log"] {
+            if f.starts_with("named") && self.dns_backend != DnsBackend::Bind9Dlz {
+                continue;
+            }
             match fs::read_to_string(self.path(f)) {
                 Ok(text) => {
                     let _ = write!(s, "[{f}]\n{text}");
@@ -323,6 +361,7 @@ impl SambaLab {
     /// SIGTERM to samba's main process, wait up to 15 s, then SIGKILL; SIGKILL anything still inside the
     /// namespace; kill the namespace holder. Idempotent.
     pub fn stop(&mut self) {
+        self.stop_named();
         self.stop_samba();
         if let Some(mut holder) = self.holder.take() {
             self.kill_stragglers();
@@ -340,20 +379,8 @@ impl SambaLab {
     }
 
     fn stop_samba(&mut self) {
-        if let Some(mut samba) = self.samba.take() {
-            let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
-            if running(&mut samba) {
-                let _ = Command::new(tool("kill")).args(["-TERM", &samba.id().to_string()]).status();
-                let deadline = Instant::now() + STOP_GRACE;
-                while running(&mut samba) && Instant::now() < deadline {
-                    sleep(Duration::from_millis(20));
-                }
-                if running(&mut samba) {
-                    eprintln!("samba lab: samba (pid {}) ignored SIGTERM for {STOP_GRACE:?}; SIGKILL", samba.id());
-                    let _ = samba.kill();
-                }
-            }
-            let _ = samba.wait();
+        if let Some(samba) = self.samba.take() {
+            stop_by_pid(samba, "samba", STOP_GRACE);
         }
     }
 
@@ -514,7 +541,10 @@ impl SambaLab {
             format!("--realm={}", self.realm),
             format!("--domain={NETBIOS_DOMAIN}"),
             "--server-role=dc".into(),
-            "--dns-backend=SAMBA_INTERNAL".into(),
+            match self.dns_backend {
+                DnsBackend::Internal => "--dns-backend=SAMBA_INTERNAL".into(),
+                DnsBackend::Bind9Dlz => "--dns-backend=BIND9_DLZ".into(),
+            },
             format!("--host-name={DC_HOST}"),
             format!("--host-ip={}", self.dc_ip),
             format!("--adminpass={}", self.admin_password),
@@ -558,26 +588,34 @@ impl SambaLab {
 
     /// `samba -F` in the namespace (G3); setpriv and nsenter exec, so the child's PID is samba's main PID.
     fn start_samba(&mut self) {
-        let log = self.path("samba.log");
+        let mut cmd = self.server_command(&tool("samba"), "samba.log");
+        cmd.args(["-F", "--debug-stdout", "--debuglevel=1"])
+            .arg(format!("--maximum-runtime={MAX_RUNTIME_S}"))
+            .arg("-s")
+            .arg(self.smb_conf());
+        let child = spawn_from_keeper(cmd).unwrap_or_else(|e| panic!("spawn samba: {e}"));
+        self.samba = Some(child);
+    }
+
+    /// A server process in the namespace, SIGTERM when the keeper thread goes (`setpriv --pdeathsig`); setpriv
+    /// and nsenter exec, so the child's PID is the server's. stdout and stderr go to `log` in the lab dir; add
+    /// the server's arguments, then [`spawn_from_keeper`].
+    fn server_command(&self, program: &Path, log: &str) -> Command {
+        let log = self.path(log);
         let out = fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone samba.log handle");
+        let err = out.try_clone().unwrap_or_else(|e| panic!("clone the handle of {}: {e}", log.display()));
         let mut cmd = Command::new(tool("setpriv"));
         cmd.args(["--pdeathsig", "TERM", "--"])
             .arg(tool("nsenter"))
             .arg("-t")
             .arg(self.holder_pid.to_string())
             .args(["-n", "-m", "-u", "--"])
-            .arg(tool("samba"))
-            .args(["-F", "--debug-stdout", "--debuglevel=1"])
-            .arg(format!("--maximum-runtime={MAX_RUNTIME_S}"))
-            .arg("-s")
-            .arg(self.smb_conf())
+            .arg(program)
             .env("KRB5_CONFIG", self.path("krb5.conf"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let child = spawn_from_keeper(cmd).unwrap_or_else(|e| panic!("spawn samba: {e}"));
-        self.samba = Some(child);
+        cmd
     }
 
     /// Polls until the rootDSE answers over LDAP, DNS gives dc1's A record and the KDC hands out a ticket; then
@@ -589,6 +627,9 @@ impl SambaLab {
         loop {
             if let Some(status) = self.samba.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("samba exited during startup ({status})\n{}", self.log());
+            }
+            if let Some(status) = self.named.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("named (BIND9_DLZ) exited during startup ({status})\n{}", self.log());
             }
             let mut ldap = self.command("ldapsearch");
             ldap.args(["-LLL", "-x", "-H", &format!("ldap://{ip}"), "-s", "base", "-b", "", "defaultNamingContext"]);
@@ -762,6 +803,23 @@ fn parse_update_rcode(text: &str) -> Option<String> {
             .and_then(|r| r.split(['(', ' ']).next())
             .map(str::to_string)
     })
+}
+
+/// SIGTERM to a server the lab started, by its PID; SIGKILL if it is still there after `grace`.
+fn stop_by_pid(mut child: Child, what: &str, grace: Duration) {
+    let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
+    if running(&mut child) {
+        let _ = Command::new(tool("kill")).args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        while running(&mut child) && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+        if running(&mut child) {
+            eprintln!("samba lab: {what} (pid {}) ignored SIGTERM for {grace:?}; SIGKILL", child.id());
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
 }
 
 /// Root and every tool, or a panic naming what is missing (never a silent skip).

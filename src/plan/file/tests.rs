@@ -85,6 +85,6 @@ fn a_value_that_cannot_be_serialised_is_an_error_never_the_digest_of_nothing() {
 fn the_fingerprint_follows_the_observation() {
     let (w, file) = sealed();
     assert_eq!(fingerprint(&w.obs).unwrap(), file.observation);
-    let moved = w.host("kms2.corp.test", 2, Some(crate::observe::ProbeState::Down("refused".into())));
+    let moved = w.host("kms2.corp.test", 2, Some(crate::model::ProbeState::Down("refused".into())));
     assert_ne!(fingerprint(&moved.obs).unwrap(), file.observation);
 }

@@ -1,0 +1,171 @@
+//! The evidence of each delete, read again just before the UPDATE goes: the target's
+//! addresses over TCP, and (one-shot runs) further probes of a host called dead.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::inventory::Inventory;
+use crate::model::{Observation, ProbeState, Resolution};
+use crate::name::DnsName;
+use crate::observe::{self};
+use crate::plan::ZonePlan;
+
+/// The evidence behind the deletes of one run, read again: each target's addresses over TCP,
+/// and (one-shot runs) each endpoint's confirming probes, each made once however many zones
+/// publish it.
+#[derive(Default)]
+pub struct Confirmations {
+    endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
+    names: std::sync::Mutex<std::collections::HashMap<DnsName, Arc<tokio::sync::OnceCell<Resolution>>>>,
+    over_tcp: tokio::sync::OnceCell<observe::AddressLookup>,
+}
+
+/// What the probes made just before a delete found at one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Every probe failed: the last one's answer.
+    Failed { probes: u32, last: ProbeState },
+    /// A probe was answered as a KMS host.
+    Answered { after: u32 },
+}
+
+impl Confirmations {
+    async fn of(&self, inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
+        let cell = {
+            let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(endpoint).or_default().clone()
+        };
+        cell.get_or_init(|| confirm(inv, endpoint)).await.clone()
+    }
+
+    /// `name`'s addresses read again, every question over TCP.
+    async fn reread(&self, inv: &Inventory, name: &DnsName) -> Resolution {
+        let cell = {
+            let mut map = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(name.clone()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let lookup = self.over_tcp.get_or_init(|| observe::AddressLookup::over_tcp(inv)).await;
+            lookup.addresses(name).await
+        })
+        .await
+        .clone()
+    }
+}
+
+/// Whether a re-read says what the observation said: the same addresses, or "no address" both
+/// times. Anything else, a failed re-read included, means the evidence did not hold.
+pub(super) fn same_resolution(then: Option<&Resolution>, now: &Resolution) -> bool {
+    match (then, now) {
+        (
+            Some(Resolution::Addresses { addresses: a, .. }),
+            Resolution::Addresses { addresses: b, incomplete: None },
+        ) => a == b,
+        (Some(Resolution::NoAddress), Resolution::NoAddress) => true,
+        _ => false,
+    }
+}
+
+pub(super) fn describe_resolution(r: Option<&Resolution>) -> String {
+    match r {
+        Some(Resolution::Addresses { addresses, .. }) => {
+            addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        }
+        Some(Resolution::NoAddress) => "no address".into(),
+        Some(Resolution::Failed { error }) => format!("unknown ({error})"),
+        None => "not looked up".into(),
+    }
+}
+
+/// `confirm_probes` probes of `endpoint` spread over `confirm_window`; the first that answers
+/// as KMS ends it.
+pub(super) async fn confirm(inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
+    let n = inv.defaults.confirm_probes.max(1);
+    let gap = inv.defaults.confirm_window / n.saturating_sub(1).max(1);
+    let mut last = ProbeState::Down("not probed".into());
+    for i in 1..=n {
+        last = observe::probe::probe(endpoint, inv.defaults.timeout, 0).await;
+        if last == ProbeState::KmsUp {
+            return Confirmation::Answered { after: i };
+        }
+        if i < n {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    Confirmation::Failed { probes: n, last }
+}
+
+/// Reads again, just before the UPDATE, the evidence each delete on DNS or liveness rests on,
+/// and holds back every delete whose evidence does not hold:
+/// - the target's addresses (`stale-unresolvable`: none; `stale-dead`/`not-kms`: the ones
+///   probed), read over TCP, which an off-path attacker cannot forge by guessing an ID;
+/// - with `probe`, for `stale-dead`/`not-kms`: every address probed again `confirm_probes`
+///   times over `confirm_window`; one KMS answer keeps the record.
+///
+/// The evidence of each delete that stays is written into its reason. Keeping a record can
+/// break no rail: it only leaves more of the zone as it was.
+pub(super) async fn confirm_deletes(
+    inv: &Inventory,
+    obs: &Observation,
+    zp: &mut ZonePlan,
+    confirmations: &Confirmations,
+    probe: bool,
+) {
+    use crate::audit::Code;
+    use crate::plan::{Action, Held};
+    let window = humantime::format_duration(inv.defaults.confirm_window);
+    let mut kept = Vec::new();
+    for mut change in std::mem::take(&mut zp.changes) {
+        let on_evidence = change.action == Action::Delete
+            && matches!(change.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable);
+        if !on_evidence {
+            kept.push(change);
+            continue;
+        }
+        let target = change.record.target.clone();
+        let then = obs.names.get(&target);
+        let now = confirmations.reread(inv, &target).await;
+        if !same_resolution(then, &now) {
+            zp.held.push(Held {
+                record: Some(change.record),
+                reason: format!(
+                    "kept: read again over TCP just before the delete, {target} has {}, not the {} the delete rested on",
+                    describe_resolution(Some(&now)),
+                    describe_resolution(then)
+                ),
+            });
+            continue;
+        }
+        let addresses = match &now {
+            Resolution::Addresses { addresses, .. } if probe => addresses.clone(),
+            _ => {
+                change.reason = format!("{} (confirmed over TCP: {})", change.reason, describe_resolution(Some(&now)));
+                kept.push(change);
+                continue;
+            }
+        };
+        let mut answered = None;
+        let mut evidence = Vec::new();
+        for a in addresses {
+            let ep = SocketAddr::new(a, change.record.port);
+            match confirmations.of(inv, ep).await {
+                Confirmation::Answered { after } => answered = Some((ep, after)),
+                Confirmation::Failed { probes, last } => evidence
+                    .push(format!("{ep}: {probes} of {probes} probes over {window} failed, the last {}", last.code())),
+            }
+        }
+        match answered {
+            Some((ep, after)) => zp.held.push(Held {
+                record: Some(change.record),
+                reason: format!(
+                    "kept: {ep} answered as a KMS host on confirming probe {after}, so one failed probe is not a dead host (a KMS service restarting?)"
+                ),
+            }),
+            None => {
+                change.reason = format!("{} (confirmed: {})", change.reason, evidence.join("; "));
+                kept.push(change);
+            }
+        }
+    }
+    zp.changes = kept;
+}
