@@ -51,6 +51,9 @@ pub enum Code {
     AdUnreachable,
     AdUnreadable,
     TtlAboveFailover,
+    SplitView,
+    PeerStale,
+    PeerViewUnreadable,
 }
 
 impl Code {
@@ -65,7 +68,10 @@ impl Code {
             | Code::AdDnsDivergence
             | Code::ActiveHostDown
             | Code::UpdateAclUnknown
-            | Code::AdUnreadable => Severity::Warning,
+            | Code::AdUnreadable
+            | Code::SplitView
+            | Code::PeerStale
+            | Code::PeerViewUnreadable => Severity::Warning,
             Code::ZoneSecureOnly | Code::TtlAboveFailover => Severity::Info,
             _ => Severity::Critical,
         }
@@ -95,6 +101,9 @@ impl Code {
             Code::AdUnreachable => "ad-unreachable",
             Code::AdUnreadable => "ad-unreadable",
             Code::TtlAboveFailover => "ttl-above-failover",
+            Code::SplitView => "split-view",
+            Code::PeerStale => "peer-stale",
+            Code::PeerViewUnreadable => "peer-view-unreadable",
         }
     }
 }
@@ -207,6 +216,7 @@ pub fn audit(inv: &Inventory, obs: &Observation) -> Vec<Finding> {
     if let Some(ad) = &obs.ad {
         findings.extend(ad::audit_ad(inv, ad, &obs.zones, obs.observed_at));
     }
+    findings.extend(peers::audit_peers(inv, obs));
     let mut place: HashMap<&DnsName, usize> = HashMap::with_capacity(inv.zones.len());
     for (i, z) in inv.zones.iter().enumerate() {
         place.entry(&z.name).or_insert(i);
@@ -531,6 +541,7 @@ fn divergence(zone: &DnsName, readable: &[(&ServerView, &[SrvRecord])]) -> Optio
 
 pub mod access;
 pub mod ad;
+pub mod peers;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,8 @@ pub const FILE_NAME: &str = "journal.jsonl";
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "lowercase")]
+// Lines are read and written one at a time: the size of the larger one costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Line {
     /// Written and fsynced before the UPDATE is sent.
     Intent(Intent),
@@ -57,6 +59,9 @@ pub struct Intent {
     /// The process that sent it, so a stopping daemon settles only its own changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The instance that sent it (`[instance] id`), where several share the zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// A descriptor change, as written with SD_FLAGS = DACL only.
@@ -161,6 +166,8 @@ pub struct Journal {
     path: PathBuf,
     /// A shared lock on `writers.lock`, held while this process may send changes.
     writer: Option<std::sync::Arc<File>>,
+    /// The instance whose changes these are, written with each intent.
+    instance: Option<String>,
 }
 
 /// Every process that sends changes holds a shared lock on this file while it runs; changes
@@ -175,9 +182,15 @@ impl Journal {
         if !state_dir.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(io)?;
         }
-        let journal = Journal { path: state_dir.join(FILE_NAME), writer: None };
+        let journal = Journal { path: state_dir.join(FILE_NAME), writer: None, instance: None };
         journal.file()?;
         Ok(journal)
+    }
+
+    /// Records `instance` as the sender of every change from now on.
+    pub fn for_instance(mut self, instance: &crate::peers::InstanceId) -> Journal {
+        self.instance = Some(instance.to_string());
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -213,6 +226,7 @@ impl Journal {
             undo_of,
             acl: None,
             pid: None,
+            instance: None,
         })
     }
 
@@ -226,6 +240,7 @@ impl Journal {
             .ok_or_else(|| JournalError::CorruptTail { path: self.path.clone(), from_end: 1 })?;
         intent.time = now();
         intent.pid = Some(std::process::id());
+        intent.instance = self.instance.clone();
         let id = intent.id;
         self.append(&file, &Line::Intent(intent))?;
         Ok(id)

@@ -25,13 +25,17 @@
 //! ([`wire::rpc`]); with `[ad]`, the directory's dnsNode objects and ACLs are read over LDAP.
 //! An answer is evidence only for the question it answers; a read that failed or does not match
 //! is *unknown*, never empty. Observe only reads.
+//! Each zone's shared view of the instances that watch it (`_kmsdns-view.<zone>` TXT,
+//! [`peers`], read by [`observe::peers`]) is read with it: two sites that see a host
+//! differently never flap its record.
 //!
 //! **Audit** ([`audit`], with the AD access check in [`audit::access`]): a pure function from
 //! inventory and observation to findings, each with a code from a fixed list, a severity, a
 //! message and a fix. Unknown gives no verdict.
 //!
 //! **Plan** ([`plan`]): pure: (inventory, observation, findings) → the smallest change per zone,
-//! behind every safety rail (unreadable or disagreeing servers, the blind probe, `max_deletes`,
+//! behind every safety rail (another instance that sees a dead host alive, unreadable or
+//! disagreeing servers, the blind probe, `max_deletes`,
 //! the last live target, the policy). A plan file ([`plan::file`]) is sealed by a digest and
 //! re-checked by the same rails when applied. A failover ([`plan::failover`]) is an inventory
 //! override planned by the same rails, stating the two it overrides.
@@ -76,6 +80,7 @@ pub mod model;
 pub mod name;
 pub mod net;
 pub mod observe;
+pub mod peers;
 pub mod plan;
 pub mod report;
 pub mod wire;

@@ -107,6 +107,10 @@ enum Command {
     },
     /// Run as a service: audits and probes on the [daemon] timers, repairs where the policy
     /// allows, reloads on SIGHUP or when the config file changes, stops on SIGTERM.
+    ///
+    /// Several instances (sites) may run on the same zones: each writes what it sees in
+    /// `_kmsdns-view.<zone>` TXT, and none deletes a host for being dead while another's fresh
+    /// entry sees it alive (a split-view finding instead). See [instance] in the config.
     Run,
     /// Restore a zone's RRset as it was before journal entry ID.
     Undo {
@@ -458,7 +462,7 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
 /// journal's directory), else the journal, reporting changes a crash left without an outcome.
 fn changes(cli: &Cli, inv: &Inventory, apply: bool) -> Result<Changes, i32> {
     let dir = cli.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    match Changes::open(&dir, apply) {
+    match Changes::open(&dir, apply, &inv.instance.id) {
         Ok((changes, interrupted)) => {
             for i in interrupted {
                 eprintln!(

@@ -8,6 +8,9 @@
 //! - replace: `record-drift`, a delete and an add in the same update.
 //!
 //! Safety rails, each of which holds changes back and says why:
+//! - a delete because a host is dead (`stale-dead`) waits while another instance's fresh
+//!   entry in the zone's shared view sees the host alive, or while that view could not be
+//!   read ([`crate::peers`]): dead only when every instance that can judge agrees;
 //! - a zone whose servers could not all be read, or hold different records, gets no change at
 //!   all: what they hold is not known, and a change planned on half the picture can clobber
 //!   the other;
@@ -240,7 +243,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, by_zone: &ByZone, zone: &Zone) 
     p.before = before;
     let asked = asked(inv, zone, &p.before, by_zone.findings(&zone.name));
     p.held.extend(asked.held);
-    p.changes = rails(obs, &p.before, asked.deletes, asked.adds, &mut p.held, zone.max_deletes);
+    p.changes = rails(inv, obs, &zone.name, &p.before, asked.deletes, asked.adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
@@ -292,7 +295,7 @@ fn recheck_zone(
     // What goes is what the planner would send now, restricted to what was reviewed.
     let deletes = asked.deletes.into_iter().filter(|(_, d)| in_plan(d)).collect();
     let adds = asked.adds.into_iter().filter(|a| in_plan(a)).collect();
-    p.changes = rails(obs, &p.before, deletes, adds, &mut p.held, zone.max_deletes);
+    p.changes = rails(inv, obs, &zone.name, &p.before, deletes, adds, &mut p.held, zone.max_deletes);
     hold_by_policy(&mut p);
     p
 }
@@ -399,8 +402,11 @@ fn asked(inv: &Inventory, zone: &Zone, before: &[SrvRecord], findings: &[&Findin
 
 /// The rails on what is asked of a zone whose RRset is `before`: what may go, in order; what
 /// they hold back goes to `held`, by record, with the reason.
+#[allow(clippy::too_many_arguments)]
 fn rails(
+    inv: &Inventory,
     obs: &Observation,
+    zone: &DnsName,
     before: &[SrvRecord],
     mut deletes: Vec<Ranked>,
     adds: Vec<Change>,
@@ -408,6 +414,20 @@ fn rails(
     max_deletes: usize,
 ) -> Vec<Change> {
     let mut hold = |record: SrvRecord, reason: String| held.push(Held { record: Some(record), reason });
+
+    // Dead only when every instance that can judge agrees: another site that sees the host
+    // working, or a view that could not be read, keeps its record.
+    let now = crate::peers::unix_secs(obs.observed_at);
+    let me = &inv.instance;
+    let peers = crate::peers::Peers::of(obs.peers.get(zone), &me.id, now, me.stale_after);
+    let (contradicted, rest): (Vec<Ranked>, Vec<Ranked>) = deletes
+        .into_iter()
+        .partition(|(_, c)| c.code == Code::StaleDead && peers.hold_delete(&c.record.target, now).is_some());
+    for (_, c) in contradicted {
+        let reason = peers.hold_delete(&c.record.target, now).unwrap_or_default();
+        hold(c.record, reason);
+    }
+    deletes = rest;
 
     // When no target answers at all and no unpublished host does either, this host's view is
     // more likely broken (a firewall, the network) than every KMS host dead at once: deleting

@@ -82,7 +82,12 @@ impl World {
             .map(|s| ServerView { server: s.clone(), srv: records(targets), serial: Ok(7), mname: None })
             .collect();
         let mut w = World {
-            obs: Observation { zones: vec![ZoneView { zone: name("corp.test"), servers }], ..Default::default() },
+            obs: Observation {
+                zones: vec![ZoneView { zone: name("corp.test"), servers }],
+                // No other instance has written a view.
+                peers: [(name("corp.test"), crate::peers::PeerViews::Read { entries: vec![] })].into(),
+                ..Default::default()
+            },
             inv,
         };
         for (i, h) in ["kms1", "kms2", "spare", "old"].iter().enumerate() {
@@ -104,6 +109,33 @@ impl World {
             Some(s) => self.obs.probes.insert(SocketAddr::new(ip, 1688), s),
             None => self.obs.probes.remove(&SocketAddr::new(ip, 1688)),
         };
+        self
+    }
+
+    /// Another instance's entry in corp.test's shared view: `id` sees `alive` alive and
+    /// `dead` dead, `age` seconds before the observation.
+    pub fn peer(mut self, id: &str, age: u64, alive: &[&str], dead: &[&str]) -> World {
+        use crate::peers::{Entry, InstanceId, PeerViews, Sight};
+        let now = 1_800_000_000;
+        self.obs.observed_at = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now));
+        let entry = Entry {
+            id: InstanceId::parse(id).unwrap(),
+            at: now - age,
+            sight: Sight::Hosts {
+                alive: alive.iter().map(|n| name(n)).collect(),
+                dead: dead.iter().map(|n| name(n)).collect(),
+            },
+        };
+        match self.obs.peers.entry(name("corp.test")).or_insert(PeerViews::Read { entries: vec![] }) {
+            PeerViews::Read { entries } => entries.push(entry),
+            unknown => *unknown = PeerViews::Read { entries: vec![entry] },
+        }
+        self
+    }
+
+    /// corp.test's shared view could not be read.
+    pub fn peers_unknown(mut self, why: &str) -> World {
+        self.obs.peers.insert(name("corp.test"), crate::peers::PeerViews::Unknown { why: why.into() });
         self
     }
 

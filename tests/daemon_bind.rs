@@ -6,83 +6,11 @@ mod support;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
-use support::{BindLab, ZoneSpec, free_port, loopback_ip};
-
-/// A running `kmsdns run`, its log in a file; stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, state: &Path) -> Daemon {
-        let log = state.with_extension("log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(assert_cmd::cargo::cargo_bin!("kmsdns"))
-            .args(["run", "--config"])
-            .arg(config)
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", std::env::var("KMSDNS_TEST_LOG").unwrap_or_else(|_| "kmsdns=info".into()))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start kmsdns run");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `n` lines containing `what`; panics with the log after `limit`.
-    fn wait_log(&self, what: &str, n: usize, limit: Duration) {
-        let start = Instant::now();
-        while self.log().matches(what).count() < n {
-            assert!(start.elapsed() < limit, "no {n}× {what:?} in the log after {limit:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// SIGTERM, and the exit status once it exits (panics after `limit`).
-    fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
-        self.signal("TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < limit, "kmsdns did not exit within {limit:?} of SIGTERM:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
+use support::{BindLab, Daemon, ZoneSpec, free_port, loopback_ip};
 
 /// corp.test on a primary and a secondary, with kms1 and kms2 published and answering.
 struct Site {
@@ -301,7 +229,9 @@ fn outages_shorter_than_the_bound_cause_no_update_wherever_they_fall_on_the_audi
         &format!(
             "interval = \"2s\"\nprobe_interval = \"1s\"\nfail_after = {fail_after}\nrecover_after = 2\nmetrics = \"127.0.0.1:{port}\""
         ),
-        "",
+        // One instance alone: its view of the hosts is not shared, so the SOA serial changes
+        // only with an update of the SRV records.
+        "\n[instance]\nshare_view = false\n",
     );
     let state = site.state("state");
     let d = Daemon::start(&config, &state);

@@ -119,6 +119,7 @@ pub async fn write_dacl(
         undo_of,
         acl: Some(AclChange { dn: dn.to_string(), before: b64(before), after: b64(after) }),
         pid: None,
+        instance: None,
     })?;
     let modify = ldap
         .with_controls(sd_flags(DACL_ONLY))

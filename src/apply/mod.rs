@@ -8,6 +8,9 @@
 //! - the dry run: with [`Mode::DryRun`] it returns before anything is journaled or sent;
 //! - the journal: sending needs a [`Journal`], so no change can go out unrecorded.
 //!
+//! An instance's entry in a zone's shared view goes out through [`view::publish`], which
+//! enforces the policy and the dry run the same way (it is not journaled: see [`view`]).
+//!
 //! Messages go out through [`transport`], the one way bytes reach a server.
 
 pub mod acl;
@@ -17,6 +20,7 @@ pub mod gss;
 pub mod retry;
 pub mod rfc2136;
 pub mod transport;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -56,6 +56,23 @@ impl RrsetUpdate {
     }
 }
 
+/// A message that changes a zone: what [`send`] signs and sends. The `_vlmcs._tcp` RRset
+/// ([`RrsetUpdate`]) and an instance's entry in the shared view ([`super::view::ViewUpdate`]).
+pub(super) trait Update: Sync {
+    fn zone(&self) -> &DnsName;
+    /// The UPDATE message (unsigned), with this ID.
+    fn message(&self, id: u16) -> Message;
+}
+
+impl Update for RrsetUpdate {
+    fn zone(&self) -> &DnsName {
+        &self.zone
+    }
+    fn message(&self, id: u16) -> Message {
+        build(self, id)
+    }
+}
+
 /// Why an UPDATE did not take effect. Messages name the zone, the server and the fix; none
 /// carries a secret.
 fn srv_record(owner: &DnsName, r: &SrvRecord, ttl: u32, class: DNSClass) -> Record {
@@ -114,7 +131,7 @@ pub enum Auth {
 /// pause ([`super::retry`]). Under GSS-TSIG, a server that forgot the context (BADKEY: it
 /// restarted) gets a new negotiation and the update once more.
 pub(super) async fn send(
-    u: &RrsetUpdate,
+    u: &dyn Update,
     server: SocketAddr,
     auth: &Auth,
     timeout: Duration,
@@ -140,15 +157,15 @@ pub(super) async fn send(
 
 #[cfg(feature = "gss-tsig")]
 async fn send_gss(
-    u: &RrsetUpdate,
+    u: &dyn Update,
     server: SocketAddr,
     server_name: &DnsName,
     principal: Option<&str>,
     timeout: Duration,
 ) -> Result<(), UpdateError> {
-    let zone = u.zone.clone();
+    let zone = u.zone().clone();
     let result = super::gss::with_session(server, server_name, principal, timeout, async |session| {
-        let m = build(u, crate::net::random_id());
+        let m = u.message(crate::net::random_id());
         let (wire, request_mac) = session.sign(&m).map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?;
         let response = exchange(&zone, server, &wire, timeout).await?;
         let verified = match response.signature() {
@@ -280,13 +297,13 @@ fn map_rcode(zone: DnsName, server: SocketAddr, rcode: ResponseCode, who: &str) 
 /// HMAC TSIG (or no signature): signed here, not on the transport, so an unsigned NOTAUTH
 /// for an unknown key reaches the admin (hickory-dns#1981).
 async fn send_hmac(
-    u: &RrsetUpdate,
+    u: &dyn Update,
     server: SocketAddr,
     key: Option<&TsigKey>,
     timeout: Duration,
 ) -> Result<(), UpdateError> {
-    let zone = u.zone.clone();
-    let mut m = build(u, crate::net::random_id());
+    let zone = u.zone().clone();
+    let mut m = u.message(crate::net::random_id());
     let now = unix_now();
     let signer = match key {
         Some(k) => Some(k.signer().map_err(|why| UpdateError::Signing { zone: zone.clone(), why })?),

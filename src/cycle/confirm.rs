@@ -1,5 +1,6 @@
 //! The evidence of each delete, read again just before the UPDATE goes: the target's
-//! addresses over TCP, and (one-shot runs) further probes of a host called dead.
+//! addresses over TCP, (one-shot runs) further probes of a host called dead, and (for a
+//! dead host) the other instances' shared view over TCP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -166,6 +167,46 @@ pub(super) async fn confirm_deletes(
                 kept.push(change);
             }
         }
+    }
+    zp.changes = kept;
+    confirm_peers(inv, zp).await;
+}
+
+/// A delete for a dead host rests on the other instances' silence too ([`crate::peers`]): the
+/// zone's shared view is read again over TCP (an answer over UDP can be forged off-path, and
+/// this is the last moment another site can say "alive"), and a delete a fresh entry now
+/// contradicts, or that the view can no longer vouch for, is kept.
+async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan) {
+    use crate::audit::Code;
+    use crate::plan::{Action, Held};
+    let dead = |c: &crate::plan::Change| c.action == Action::Delete && c.code == Code::StaleDead;
+    if !zp.changes.iter().any(dead) {
+        return;
+    }
+    let Some(zone) = inv.zone(&zp.zone) else { return };
+    let reader = observe::DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries);
+    let mut servers = Vec::with_capacity(zone.servers.len());
+    for s in &zone.servers {
+        let addr = observe::dns::server_socket_addrs(s, inv.defaults.timeout).await.and_then(|a| {
+            a.first()
+                .copied()
+                .ok_or_else(|| crate::model::ReadError::Network(format!("the server name of {s} has no address")))
+        });
+        servers.push(addr);
+    }
+    let view = observe::peers::read_view(&reader, &servers, &zone.name).await;
+    let now = crate::peers::unix_secs(Some(std::time::SystemTime::now()));
+    let me = &inv.instance;
+    let peers = crate::peers::Peers::of(Some(&view), &me.id, now, me.stale_after);
+    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut zp.changes)
+        .into_iter()
+        .partition(|c| dead(c) && peers.hold_delete(&c.record.target, now).is_some());
+    for c in held {
+        let why = peers.hold_delete(&c.record.target, now).unwrap_or_default();
+        zp.held.push(Held {
+            record: Some(c.record),
+            reason: format!("kept: the shared view read again over TCP just before the delete: {why}"),
+        });
     }
     zp.changes = kept;
 }

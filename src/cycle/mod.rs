@@ -108,11 +108,16 @@ pub enum Changes {
 impl Changes {
     /// A dry run, or the journal in `state_dir` opened for writing. Changes that a crash left
     /// without an outcome are returned, to be reported: the next observation settles them.
-    pub fn open(state_dir: &Path, apply: bool) -> Result<(Changes, Vec<Intent>), JournalError> {
+    /// Each change is journaled as `instance`'s.
+    pub fn open(
+        state_dir: &Path,
+        apply: bool,
+        instance: &crate::peers::InstanceId,
+    ) -> Result<(Changes, Vec<Intent>), JournalError> {
         if !apply {
             return Ok((Changes::DryRun, vec![]));
         }
-        let mut journal = Journal::open(state_dir)?;
+        let mut journal = Journal::open(state_dir)?.for_instance(instance);
         let interrupted = journal.settle_interrupted()?;
         journal.hold_writer()?;
         Ok((Changes::Journaled(journal), interrupted))

@@ -62,6 +62,8 @@ impl HostLiveness {
 /// What the daemon last knew.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
+    /// `[instance] id`: which of several instances this is.
+    pub instance: String,
     /// Findings of the last cycle by (zone, code, severity).
     pub findings: BTreeMap<(String, String, Severity), u64>,
     /// Each probed endpoint's verdict.
@@ -127,6 +129,13 @@ impl Metrics {
             "gauge",
             "The running kmsdns: its version as a label, value 1.",
             format!("kmsdns_build_info{{version=\"{}\"}} 1\n", escape(env!("CARGO_PKG_VERSION"))),
+        );
+        section(
+            &mut out,
+            "kmsdns_instance_info",
+            "gauge",
+            "Which instance this is ([instance] id, the id of its entry in each zone's shared view), value 1.",
+            format!("kmsdns_instance_info{{instance=\"{}\"}} 1\n", escape(&self.instance)),
         );
         let mut findings = String::new();
         for ((zone, code, severity), n) in &self.findings {

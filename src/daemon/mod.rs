@@ -17,10 +17,15 @@
 //!
 //! Several daemons may watch the same zones (two sites): every update asserts the RRset it
 //! observed, so the primary serialises the writers and the loser re-plans from what the
-//! winner wrote. No leader is needed.
+//! winner wrote. No leader is needed. Each also publishes what it sees in the zone's shared
+//! view ([`view`], [`crate::peers`]) after judging and before planning, and no instance
+//! deletes a host for being dead while another's fresh entry sees it alive: two sites that
+//! see a host differently report a `split-view` instead of taking turns deleting and adding
+//! it.
 
 pub mod health;
 pub mod metrics;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -75,6 +80,8 @@ struct Daemon {
     endpoints: BTreeSet<SocketAddr>,
     findings: BTreeMap<FindingKey, Finding>,
     metrics: Arc<Mutex<Metrics>>,
+    /// This instance's entries in the zones' shared views.
+    view: view::Publisher,
 }
 
 /// A finding's identity across cycles.
@@ -103,7 +110,7 @@ fn signal_stream(kind: SignalKind, name: &str) -> Result<Signal, DaemonError> {
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let inv = Inventory::load(&opts.config)?;
     let state_dir = opts.state_dir.clone().unwrap_or_else(|| inv.state_dir.clone());
-    let mut journal = Journal::open(&state_dir)?;
+    let mut journal = Journal::open(&state_dir)?.for_instance(&inv.instance.id);
     for i in journal.settle_interrupted()? {
         warn!(
             "journal entry {} (zone {}, to {}) has no outcome: kmsdns stopped while sending it; the next audit shows what the server holds",
@@ -119,7 +126,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         endpoints: BTreeSet::new(),
         findings: BTreeMap::new(),
         metrics: Arc::new(Mutex::new(Metrics::default())),
+        view: view::Publisher::default(),
     };
+    if let Ok(mut m) = d.metrics.lock() {
+        m.instance = d.inv.instance.id.to_string();
+    }
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(8);
     let _watcher = watch_config(&opts.config, reload_tx);
@@ -142,7 +153,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let mut timers = Timers::new(&d.inv);
     let mut watchdog = sd_notify::watchdog_enabled().filter(|w| !w.is_zero()).map(|w| tokio::time::interval(w / 2));
     info!(
-        "kmsdns running: {} zone(s), audit every {}, probes every {}, journal {}",
+        instance = %d.inv.instance.id,
+        "kmsdns running as instance {} ({}): {} zone(s), audit every {}, probes every {}, journal {}",
+        d.inv.instance.id,
+        if d.inv.instance.share_view {
+            format!("its view shared in _kmsdns-view.<zone>, others' entries count for {}", humantime::format_duration(d.inv.instance.stale_after))
+        } else {
+            "its view not shared; others' entries still count".to_string()
+        },
         d.inv.zones.len(),
         humantime::format_duration(d.inv.daemon.interval),
         humantime::format_duration(d.inv.daemon.probe_interval),
@@ -282,6 +300,15 @@ impl Daemon {
                 if new.daemon.metrics != self.inv.daemon.metrics {
                     warn!("the metrics address changed: that takes a restart");
                 }
+                if new.instance.id != self.inv.instance.id {
+                    warn!(
+                        "[instance] id changed from {} to {}: that takes a restart (the entries in the shared views stay {}'s)",
+                        self.inv.instance.id, new.instance.id, self.inv.instance.id
+                    );
+                }
+                let mut new = new;
+                new.instance.id = self.inv.instance.id.clone();
+                self.view.retain(&new);
                 self.health.set_thresholds(new.daemon.fail_after, new.daemon.recover_after, new.daemon.probe_interval);
                 info!(
                     "reloaded {} ({why}): {} zone(s), {} host(s)",
@@ -328,6 +355,7 @@ impl Daemon {
         for t in transitions {
             info!(
                 endpoint = %t.endpoint,
+                instance = %self.inv.instance.id,
                 "KMS endpoint {} is now {} (was {}): last probe {} {}",
                 t.endpoint,
                 t.to.as_str(),
@@ -393,7 +421,9 @@ impl Daemon {
 
         let mut seen = cycle::judge(inv, obs);
         seen.findings.extend(crate::audit::ttl_findings(inv, &seen.obs));
-        log_findings(&mut self.findings, &seen.findings);
+        log_findings(&inv.instance.id, &mut self.findings, &seen.findings);
+        // Tell the other instances what this one sees before acting on it.
+        self.view.publish_all(inv, &seen.obs, Mode::Apply(&self.journal)).await;
         let plan = cycle::plan(inv, &seen);
         let steer = crate::cycle::Steer {
             halt,
@@ -421,7 +451,7 @@ impl Daemon {
                             )
                         })
                         .collect();
-                    info!(zone = %o.zone, journal = id, "zone {}: applied journal entry {id}: {}", o.zone, changes.join(", "));
+                    info!(zone = %o.zone, journal = id, instance = %inv.instance.id, "zone {}: applied journal entry {id}: {}", o.zone, changes.join(", "));
                     if !lagging.is_empty() {
                         warn!(zone = %o.zone, "zone {}: {} did not serve the new RRset in time", o.zone, lagging.join(", "));
                     }
@@ -464,7 +494,11 @@ impl Daemon {
 }
 
 /// Logs the findings that appeared or cleared since the last cycle, and remembers these.
-fn log_findings(previous: &mut BTreeMap<FindingKey, Finding>, findings: &[Finding]) {
+fn log_findings(
+    instance: &crate::peers::InstanceId,
+    previous: &mut BTreeMap<FindingKey, Finding>,
+    findings: &[Finding],
+) {
     let now: BTreeMap<FindingKey, Finding> = findings.iter().map(|f| (key(f), f.clone())).collect();
     for (k, f) in &now {
         if !previous.contains_key(k) {
@@ -473,10 +507,10 @@ fn log_findings(previous: &mut BTreeMap<FindingKey, Finding>, findings: &[Findin
             let field = f.server.as_deref();
             match f.severity {
                 Severity::Critical => {
-                    warn!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    warn!(zone = %f.zone, server = field, code = f.code.as_str(), %instance, "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
                 _ => {
-                    info!(zone = %f.zone, server = field, code = f.code.as_str(), "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
+                    info!(zone = %f.zone, server = field, code = f.code.as_str(), %instance, "finding: {} {}{server}: {}", f.code.as_str(), f.zone, f.message)
                 }
             }
         }
@@ -484,7 +518,7 @@ fn log_findings(previous: &mut BTreeMap<FindingKey, Finding>, findings: &[Findin
     for (k, f) in previous.iter() {
         if !now.contains_key(k) {
             let target = f.target.as_ref().map(|t| format!(" {t}")).unwrap_or_default();
-            info!(zone = %f.zone, code = f.code.as_str(), "cleared: {} {}{target}", f.code.as_str(), f.zone);
+            info!(zone = %f.zone, code = f.code.as_str(), %instance, "cleared: {} {}{target}", f.code.as_str(), f.zone);
         }
     }
     *previous = now;

@@ -40,6 +40,8 @@ pub struct Inventory {
     pub daemon: DaemonSettings,
     /// Active Directory, when the zones live there.
     pub ad: Option<AdSettings>,
+    /// This instance among others on the same zones (`[instance]`, [`crate::peers`]).
+    pub instance: crate::peers::InstanceSettings,
 }
 
 /// The `[ad]` table: where and how to read the DNS zones stored in Active Directory.

@@ -15,6 +15,8 @@ pub(super) struct RawInventory {
     pub(super) daemon: RawDaemon,
     pub(super) ad: Option<RawAd>,
     #[serde(default)]
+    pub(super) instance: RawInstance,
+    #[serde(default)]
     pub(super) key: Vec<RawKey>,
     #[serde(default)]
     pub(super) zone: Vec<RawZone>,
@@ -44,6 +46,14 @@ pub(super) struct RawDaemon {
     pub(super) fail_after: Option<Spanned<i64>>,
     pub(super) recover_after: Option<Spanned<i64>>,
     pub(super) metrics: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInstance {
+    pub(super) id: Option<Spanned<String>>,
+    pub(super) share_view: Option<bool>,
+    pub(super) stale_after: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

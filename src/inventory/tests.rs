@@ -223,3 +223,25 @@ proptest::proptest! {
         let _ = Inventory::from_toml(&t);
     }
 }
+
+#[test]
+fn the_instance_is_named_by_the_host_by_default_and_its_entries_count_for_three_intervals() {
+    let inv = Inventory::from_toml(GOOD).unwrap();
+    assert_eq!(inv.instance.id, crate::peers::InstanceId::from_hostname());
+    assert!(inv.instance.share_view);
+    assert_eq!(inv.instance.stale_after, inv.daemon.interval * 3);
+    let text = format!("{GOOD}\n[instance]\nid = \"Site-A\"\nshare_view = false\nstale_after = \"5m\"\n");
+    let inv = Inventory::from_toml(&text).unwrap();
+    assert_eq!((inv.instance.id.as_str(), inv.instance.share_view), ("site-a", false));
+    assert_eq!(inv.instance.stale_after, Duration::from_secs(300));
+}
+
+#[test]
+fn an_instance_id_that_is_no_dns_label_or_a_bound_shorter_than_two_intervals_is_refused() {
+    let p = one_problem(&format!("{GOOD}\n[instance]\nid = \"site a\"\n"));
+    assert_eq!(p.key, "instance.id");
+    assert!(p.message.contains("not a DNS label"), "{}", p.message);
+    let p = one_problem(&format!("{GOOD}\n[daemon]\ninterval = \"60s\"\n[instance]\nstale_after = \"90s\"\n"));
+    assert_eq!(p.key, "instance.stale_after");
+    assert!(p.message.contains("at least twice daemon.interval (1m)"), "{}", p.message);
+}

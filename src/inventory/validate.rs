@@ -79,6 +79,35 @@ impl Checker<'_> {
     }
 }
 
+/// `[instance]`: the id (default the host name), whether the view is shared, and the bound
+/// after which another instance's entry no longer counts (default 3 × the audit interval).
+fn validate_instance(c: &mut Checker, r: &RawInstance, daemon: &DaemonSettings) -> crate::peers::InstanceSettings {
+    use crate::peers::InstanceId;
+    let id = match &r.id {
+        Some(v) => InstanceId::parse(v.get_ref()).unwrap_or_else(|e| {
+            c.report(v.span(), "instance.id".into(), e);
+            InstanceId::from_hostname()
+        }),
+        None => InstanceId::from_hostname(),
+    };
+    let ms = Duration::from_millis;
+    let stale_after =
+        c.duration(&r.stale_after, "instance.stale_after", ms(1000)..ms(86_400_001)).unwrap_or(daemon.interval * 3);
+    if let Some(v) = &r.stale_after
+        && stale_after < daemon.interval * 2
+    {
+        c.report(
+            v.span(),
+            "instance.stale_after".into(),
+            format!(
+                "must be at least twice daemon.interval ({}): an instance refreshes its entry once per interval at best",
+                humantime::format_duration(daemon.interval)
+            ),
+        );
+    }
+    crate::peers::InstanceSettings { id, share_view: r.share_view.unwrap_or(true), stale_after }
+}
+
 pub(super) fn validate_ad(c: &mut Checker, a: &RawAd) -> AdSettings {
     let mut urls = Vec::new();
     if a.urls.get_ref().is_empty() {
@@ -203,6 +232,7 @@ pub(super) fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<P
     }
 
     let ad = raw.ad.as_ref().map(|a| validate_ad(&mut c, a));
+    let instance = validate_instance(&mut c, &raw.instance, &daemon);
 
     let mut keys: Vec<KeySpec> = Vec::new();
     for (i, k) in raw.key.iter().enumerate() {
@@ -377,7 +407,7 @@ pub(super) fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<P
     }
 
     if c.problems.is_empty() {
-        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon, ad })
+        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon, ad, instance })
     } else {
         Err(c.problems)
     }

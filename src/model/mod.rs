@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::inventory::ServerAddr;
 use crate::name::DnsName;
+/// The instances' shared view of a zone: defined beside its codec, in [`crate::peers`].
+pub use crate::peers::{Entry as PeerEntry, PeerViews, Sight};
 
 /// Everything one audit run saw.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -33,6 +35,11 @@ pub struct Observation {
     /// When the observation was made: "now" for the audit's age checks.
     #[serde(skip)]
     pub observed_at: Option<std::time::SystemTime>,
+    /// Each zone's shared view of the instances ([`crate::peers`]); a zone missing here was
+    /// not read, which is unknown. Not part of a plan's fingerprint: it changes with every
+    /// instance's heartbeat.
+    #[serde(skip)]
+    pub peers: BTreeMap<DnsName, PeerViews>,
 }
 
 /// A zone as each of its servers answers it.

@@ -142,6 +142,21 @@ impl DnsReader {
         }
     }
 
+    /// The TXT records at `name` on one server, each as its strings; none for NXDOMAIN or
+    /// NODATA. For the instances' shared view ([`crate::observe::peers`]).
+    pub async fn txt_on(&self, server: SocketAddr, name: &DnsName) -> Result<Vec<Vec<Vec<u8>>>, ReadError> {
+        let answer = self.authoritative(server, Question { name, rtype: RecordType::TXT, recursive: false }).await?;
+        Ok(answer
+            .records()
+            .iter()
+            .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(name))
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect()),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// A and AAAA of `name` on one server, aliases followed as far as its answer goes.
     pub async fn addresses_on(&self, server: SocketAddr, name: &DnsName) -> AddressAnswer {
         let (a, aaaa) = tokio::join!(

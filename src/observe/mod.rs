@@ -10,6 +10,7 @@
 
 pub mod ad;
 pub mod dns;
+pub mod peers;
 pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,6 +103,38 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
         record(&mut zones, done);
     }
 
+    // 1b. Each zone's shared view of the instances, from every server of the zone.
+    let mut peers = BTreeMap::new();
+    let mut jobs = JoinSet::new();
+    for zone in inv.zones.iter().filter(in_scope) {
+        while jobs.len() >= inv.defaults.concurrency {
+            if let Some(Ok((name, view))) = jobs.join_next().await {
+                peers.insert(name, view);
+            }
+        }
+        let servers: Vec<Result<SocketAddr, ReadError>> = zone
+            .servers
+            .iter()
+            .map(|s| {
+                server_addrs
+                    .get(s)
+                    .cloned()
+                    .unwrap_or_else(|| Err(ReadError::Network(format!("the server {s} was not resolved"))))
+            })
+            .collect();
+        let (reader, limit, name) = (reader.clone(), limit.clone(), zone.name.clone());
+        jobs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let view = peers::read_view(&reader, &servers, &name).await;
+            (name, view)
+        });
+    }
+    while let Some(done) = jobs.join_next().await {
+        if let Ok((name, view)) = done {
+            peers.insert(name, view);
+        }
+    }
+
     // 2. Each distinct name once: SRV targets seen anywhere, and inventory hosts that may be published.
     let mut names: BTreeSet<DnsName> = zones
         .iter()
@@ -145,7 +178,7 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
         ),
         None => None,
     };
-    Observation { zones, names: resolved, probes, ad, observed_at: Some(std::time::SystemTime::now()) }
+    Observation { zones, names: resolved, probes, ad, observed_at: Some(std::time::SystemTime::now()), peers }
 }
 
 /// Every (address, port) to probe: each SRV target on its record's port, and each inventory

@@ -126,7 +126,7 @@ fn plan_zone(inv: &Inventory, obs: &Observation, by_zone: &ByZone, zone: &Zone, 
             zone.max_deletes
         ));
     }
-    p.changes = rails(obs, &p.before, asked.deletes, asked.adds, &mut p.held, usize::MAX);
+    p.changes = rails(inv, obs, &zone.name, &p.before, asked.deletes, asked.adds, &mut p.held, usize::MAX);
     if !f.from_known && !p.changes.iter().any(|c| c.action == Action::Delete) {
         p.changes.clear();
     }

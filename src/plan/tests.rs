@@ -453,7 +453,8 @@ fn estate(n: usize) -> (Inventory, Observation) {
                 .collect(),
         })
         .collect();
-    let mut obs = Observation { zones, ..Default::default() };
+    let peers = inv.zones.iter().map(|z| (z.name.clone(), crate::peers::PeerViews::Read { entries: vec![] })).collect();
+    let mut obs = Observation { zones, peers, ..Default::default() };
     for (i, (host, state)) in [
         ("kms1", ProbeState::KmsUp),
         ("kms2", ProbeState::KmsUp),
@@ -491,3 +492,5 @@ fn audit_and_plan_are_linear_in_the_zones() {
     let (small, large) = (work(300), work(1200));
     assert!(large <= 6 * small, "300 zones: {small} comparisons, 1200 zones: {large}");
 }
+
+mod peers;

@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod bind;
+mod daemon;
 mod estate;
 #[cfg(feature = "gss-tsig")]
 pub mod gss_commit;
@@ -20,6 +21,7 @@ mod samba;
 pub mod windows_dc;
 
 pub use bind::{BindLab, Named, TsigKey, ZoneSpec, nsupdate};
+pub use daemon::Daemon;
 pub use estate::Estate;
 pub use interop::DnsLab;
 pub use knot::KnotLab;
