@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use base64::Engine as _;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kmsdns::inventory::Inventory;
-use kmsdns::model::{Observation, ProbeState, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
+use kmsdns::model::{Observation, PeerViews, ProbeState, Resolution, ServerView, SrvAnswer, SrvRecord, ZoneView};
 use kmsdns::name::DnsName;
 use kmsdns::wire::dnsp::DnsRecord;
 use kmsdns::wire::{rpc, security};
@@ -58,7 +58,9 @@ fn observation(inv: &Inventory) -> Observation {
                 .collect(),
         })
         .collect();
-    let mut obs = Observation { zones, ..Default::default() };
+    // Every zone's shared view read, and no other instance in it: the peers rail holds no delete.
+    let peers = inv.zones.iter().map(|z| (z.name.clone(), PeerViews::Read { entries: vec![] })).collect();
+    let mut obs = Observation { zones, peers, ..Default::default() };
     let hosts = [
         ("kms1", ProbeState::KmsUp),
         ("kms2", ProbeState::KmsUp),

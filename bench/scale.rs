@@ -15,14 +15,16 @@
 //! audit is clean), and three in-process KMS responders on loopback addresses of this
 //! process's own. dnsperf is optional: without it only kmsdns is measured.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::fmt::Write as _;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Timed, kmsdns, median, support_tool, timed};
 
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, loopback_ip};
@@ -30,8 +32,7 @@ use support::{BindLab, ZoneSpec, loopback_ip};
 const HOSTS: usize = 3;
 
 fn main() {
-    if let Some(report) = std::env::args().nth(1).filter(|a| a == MEASURE).and(std::env::args().nth(2)) {
-        measure_child(Path::new(&report), std::env::args().skip(3));
+    if common::measuring_helper() {
         return;
     }
     // `cargo bench` adds `--bench`; without it (`cargo test`, CI) the default is the smoke
@@ -141,6 +142,7 @@ impl Estate {
         let config = self.inventory.to_str().expect("a UTF-8 path");
         let dnsperf = support_tool("dnsperf");
         let (mut check, mut audit, mut perf, mut rss) = (vec![], vec![], vec![], vec![]);
+        let (mut audit_cpu, mut perf_cpu) = (vec![], vec![]);
         for run in 0..runs.max(1) {
             let c = timed(&kmsdns(), &["check-config", "--config", config]);
             assert!(c.ok(), "check-config refused the estate:\n{}", c.stderr);
@@ -148,9 +150,12 @@ impl Estate {
             let a = timed(&kmsdns(), &["audit", "--config", config, "--format", "json"]);
             self.check_audit(run, &a);
             audit.push(a.wall);
+            audit_cpu.push(a.cpu);
             rss.push(a.peak_rss_kib);
             if let Some(dnsperf) = &dnsperf {
-                perf.push(self.dnsperf(dnsperf));
+                let (wall, cpu) = self.dnsperf(dnsperf);
+                perf.push(wall);
+                perf_cpu.push(cpu);
             }
         }
         Row {
@@ -158,7 +163,8 @@ impl Estate {
             queries: self.questions(),
             check_config: median(check),
             audit: median(audit),
-            dnsperf: (!perf.is_empty()).then(|| median(perf)),
+            audit_cpu: median(audit_cpu),
+            dnsperf: (!perf.is_empty()).then(|| (median(perf), median(perf_cpu))),
             peak_rss_mib: rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
             runs: runs.max(1),
         }
@@ -187,36 +193,38 @@ impl Estate {
         assert_eq!(targets.len(), HOSTS, "audit run {run}: targets");
     }
 
-    /// dnsperf on both servers at once, 128 in flight each (kmsdns: concurrency 64 × SRV + SOA);
-    /// the wall time from the first start to the last end. Every query must complete.
-    fn dnsperf(&self, dnsperf: &Path) -> Duration {
+    /// dnsperf on both servers at once, 128 in flight each (kmsdns: concurrency 64 × SRV + SOA):
+    /// the wall time from the first start to the last end, and the CPU of both. Every query
+    /// must complete.
+    fn dnsperf(&self, dnsperf: &Path) -> (Duration, Duration) {
         let started = Instant::now();
-        let children: Vec<_> = self
-            .lab
-            .servers
-            .iter()
-            .zip(&self.queries)
-            .map(|(s, q)| {
-                Command::new(dnsperf)
-                    .args(["-s", "127.0.0.1", "-p", &s.addr.port().to_string(), "-c", "4", "-q", "128", "-n", "1"])
-                    .arg("-d")
-                    .arg(q)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start dnsperf")
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().expect("wait for dnsperf");
-            let text = String::from_utf8_lossy(&out.stdout);
-            let lost = text
+        let runs: Vec<Timed> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .lab
+                .servers
+                .iter()
+                .zip(&self.queries)
+                .map(|(server, q)| {
+                    let port = server.addr.port().to_string();
+                    let q = q.to_str().expect("a UTF-8 path").to_string();
+                    s.spawn(move || {
+                        let args = ["-s", "127.0.0.1", "-p", &port, "-c", "4", "-q", "128", "-n", "1", "-d", &q];
+                        timed(dnsperf, &args)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a dnsperf thread")).collect()
+        });
+        let wall = started.elapsed();
+        for out in &runs {
+            let lost = out
+                .stdout
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("Queries lost:"))
                 .and_then(|l| l.split_whitespace().next());
-            assert!(out.status.success() && lost == Some("0"), "dnsperf:\n{text}");
+            assert!(out.ok() && lost == Some("0"), "dnsperf:\n{}{}", out.stdout, out.stderr);
         }
-        started.elapsed()
+        (wall, runs.iter().map(|r| r.cpu).sum())
     }
 }
 
@@ -226,107 +234,37 @@ struct Row {
     queries: usize,
     check_config: Duration,
     audit: Duration,
-    dnsperf: Option<Duration>,
+    audit_cpu: Duration,
+    /// Wall and CPU (both processes).
+    dnsperf: Option<(Duration, Duration)>,
     peak_rss_mib: f64,
     runs: usize,
 }
 
 impl Row {
-    const HEADER: &str = "| zones | queries | `check-config` | `kmsdns audit` | dnsperf, same queries | audit / dnsperf | audit peak RSS | runs |\n|---|---|---|---|---|---|---|---|";
+    const HEADER: &str = "| zones | queries | `check-config` | `kmsdns audit` (CPU) | dnsperf, same queries (CPU) | audit / dnsperf: wall, CPU | audit peak RSS | runs |\n|---|---|---|---|---|---|---|---|";
 }
 
 impl std::fmt::Display for Row {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = |d: Duration| d.as_secs_f64();
         let (perf, ratio) = match self.dnsperf {
-            Some(d) => {
-                (format!("{:.3} s", d.as_secs_f64()), format!("{:.2}×", self.audit.as_secs_f64() / d.as_secs_f64()))
-            }
+            Some((wall, cpu)) => (
+                format!("{:.3} s ({:.3} s)", secs(wall), secs(cpu)),
+                format!("{:.2}×, {:.2}×", secs(self.audit) / secs(wall), secs(self.audit_cpu) / secs(cpu).max(1e-6)),
+            ),
             None => ("(no dnsperf)".into(), "".into()),
         };
         write!(
             f,
-            "| {} | {} | {:.3} s | {:.3} s | {perf} | {ratio} | {:.1} MiB | {} |",
+            "| {} | {} | {:.3} s | {:.3} s ({:.3} s) | {perf} | {ratio} | {:.1} MiB | {} |",
             self.zones,
             self.queries,
-            self.check_config.as_secs_f64(),
-            self.audit.as_secs_f64(),
+            secs(self.check_config),
+            secs(self.audit),
+            secs(self.audit_cpu),
             self.peak_rss_mib,
             self.runs
         )
     }
-}
-
-/// The kmsdns that cargo built for this benchmark (the bench profile: release), or `$KMSDNS`
-/// (another build, to compare).
-fn kmsdns() -> PathBuf {
-    std::env::var_os("KMSDNS").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kmsdns")), PathBuf::from)
-}
-
-fn support_tool(name: &str) -> Option<PathBuf> {
-    let found =
-        ["/usr/bin", "/usr/sbin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("scale: {name} is not installed (apt-get install {name}): kmsdns alone is measured");
-    }
-    found
-}
-
-/// A whole process: wall time, peak RSS (the kernel's, from wait4), exit code, output.
-struct Timed {
-    wall: Duration,
-    peak_rss_kib: i64,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Timed {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-/// The argument that makes this binary [`measure_child`] instead of benchmarking.
-const MEASURE: &str = "__measure";
-
-/// A process, run through a fresh copy of this binary that waits for it: Linux carries the
-/// peak RSS of the process that spawns across exec, so a child of the benchmark itself (which
-/// holds the estate and a parsed report) would report the benchmark's peak, not its own.
-fn timed(program: &Path, args: &[&str]) -> Timed {
-    let dir = tempfile::tempdir().expect("a temp dir for the output");
-    let (out, err, usage) = (dir.path().join("out"), dir.path().join("err"), dir.path().join("usage"));
-    let file = |p: &Path| std::fs::File::create(p).expect("create an output file");
-    let me = std::env::current_exe().expect("this benchmark's path");
-    let mut cmd = Command::new(me);
-    cmd.arg(MEASURE).arg(&usage).arg(program).args(args);
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null()).stdout(file(&out)).stderr(file(&err));
-    let started = Instant::now();
-    let status = cmd.status().expect("start the measured process");
-    let wall = started.elapsed();
-    assert!(status.success(), "the measuring helper failed: {}", std::fs::read_to_string(&err).unwrap_or_default());
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let usage = read(&usage);
-    let mut fields = usage.split_whitespace().map(|f| f.parse::<i64>().expect("a number"));
-    let (peak_rss_kib, code) = (fields.next().unwrap_or(0), fields.next().filter(|c| *c >= 0).map(|c| c as i32));
-    Timed { wall, peak_rss_kib, code, stdout: read(&out), stderr: read(&err) }
-}
-
-/// Runs `command` with this process's stdio and writes "PEAK_RSS_KIB EXIT_CODE" (-1: killed by
-/// a signal) to `report`, from wait4: what `/usr/bin/time -f '%M'` gives.
-fn measure_child(report: &Path, mut command: impl Iterator<Item = String>) {
-    let program = command.next().expect("a program to measure");
-    // Reaped by wait4 below, which also gives the peak RSS that Child::wait does not.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(program).args(command).spawn().expect("start the measured program");
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    // SAFETY: the pid is our own child's, not yet reaped; status and usage are valid pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
-    let code = std::process::ExitStatus::from_raw(status).code().unwrap_or(-1);
-    std::fs::write(report, format!("{} {code}", usage.ru_maxrss)).expect("write the measurement");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

@@ -232,7 +232,7 @@ impl DnsReader {
     /// One authoritative question: UDP, TCP when truncated, retried after a timeout.
     async fn authoritative(&self, server: SocketAddr, q: Question<'_>) -> Result<Answer, ReadError> {
         let response = self.exchange(server, q).await?;
-        classify(&response)
+        classify(response)
     }
 
     async fn exchange(&self, server: SocketAddr, q: Question<'_>) -> Result<Message, ReadError> {
@@ -457,11 +457,11 @@ impl Answer {
 
 /// Sorts a response into an answer or an error. A non-authoritative answer (AA=0) is an
 /// error: a referral or a cached copy is not what the zone's server holds.
-fn classify(r: &Message) -> Result<Answer, ReadError> {
+fn classify(r: Message) -> Result<Answer, ReadError> {
     match r.metadata.response_code {
         ResponseCode::NoError if !r.metadata.authoritative => Err(ReadError::NotAuthoritative),
         ResponseCode::NoError if r.answers.is_empty() => Ok(Answer::NoData),
-        ResponseCode::NoError => Ok(Answer::Records(r.answers.clone())),
+        ResponseCode::NoError => Ok(Answer::Records(r.answers)),
         ResponseCode::NXDomain if r.metadata.authoritative => Ok(Answer::NxDomain),
         ResponseCode::NXDomain => Err(ReadError::NotAuthoritative),
         ResponseCode::Refused => Err(ReadError::Refused),

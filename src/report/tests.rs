@@ -23,6 +23,15 @@ fn exit_codes_follow_the_plugin_convention() {
     assert_eq!(exit_code(&[finding(Code::RecordDrift), finding(Code::StaleDead)]), 2);
 }
 
+#[test]
+fn written_json_is_the_same_text_as_to_json() {
+    let w = crate::testkit::World::new(&["kms1.corp.test"]);
+    let report = AuditReport::new(&w.inv, &w.obs, w.findings(), "2026-12-02T00:00:00Z".into());
+    let mut written = Vec::new();
+    report.write_json(&mut written).unwrap();
+    assert_eq!(String::from_utf8(written).unwrap(), report.to_json() + "\n");
+}
+
 fn held_outcome(answers: [crate::model::SrvAnswer; 2]) -> crate::cycle::ZoneOutcome {
     let [a, b] = answers;
     let w = crate::testkit::World::new(&["kms1.corp.test"]).server(0, a).server(1, b);

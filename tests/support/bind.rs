@@ -135,6 +135,11 @@ impl Named {
         }
     }
 
+    /// The process id, e.g. for a benchmark to read named's CPU time.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// named.log plus stderr, for failure messages.
     pub fn log(&self) -> String {
         let mut s = format!("--- named {} (pid {}, {}) ---\n", self.addr, self.pid, self.dir.display());
@@ -187,7 +192,7 @@ impl BindLab {
     /// servers[0] is the primary, servers[1] a secondary that transfers with its own TSIG key and gets NOTIFYs.
     /// Returns once the secondary serves every zone at the primary's serial.
     pub fn primary_secondary(zones: &[ZoneSpec]) -> BindLab {
-        let lab = BindLab::launch(zones, 2, |i, ports| match i {
+        let lab = BindLab::launch(zones, 2, "", |i, ports| match i {
             0 => Role::Primary { notify_port: Some(ports[1]) },
             _ => Role::Secondary { primary_port: ports[0] },
         });
@@ -197,14 +202,25 @@ impl BindLab {
         lab
     }
 
+    /// A primary and a secondary as [`BindLab::primary_secondary`], with `options` (statements
+    /// such as `notify-rate 1000;`) added to both servers' options, for the benchmarks' estates
+    /// of thousands of zones. It returns once the secondary serves every zone, which for fresh
+    /// zones (all at serial 1) is once it has transferred them all: no poll per zone.
+    pub fn primary_secondary_with(zones: &[ZoneSpec], options: &str) -> BindLab {
+        BindLab::launch(zones, 2, options, |i, ports| match i {
+            0 => Role::Primary { notify_port: Some(ports[1]) },
+            _ => Role::Secondary { primary_port: ports[0] },
+        })
+    }
+
     /// n primaries with identical zones and `notify no`: updates to one stay there, so tests can create divergence.
     pub fn independent_primaries(zones: &[ZoneSpec], n: usize) -> BindLab {
-        BindLab::launch(zones, n, |_, _| Role::Primary { notify_port: None })
+        BindLab::launch(zones, n, "", |_, _| Role::Primary { notify_port: None })
     }
 
     /// Starts n servers on fresh ports. If any exits at startup, all are stopped and the lot is retried on new ports,
     /// because configs refer to each other's ports.
-    fn launch(zones: &[ZoneSpec], n: usize, role: impl Fn(usize, &[u16]) -> Role) -> BindLab {
+    fn launch(zones: &[ZoneSpec], n: usize, options: &str, role: impl Fn(usize, &[u16]) -> Role) -> BindLab {
         let dir = tempfile::Builder::new().prefix("kmsdns-bind-").tempdir().expect("create temp dir for BIND lab");
         let key = TsigKey::generate(dir.path(), UPDATE_KEY);
         let xfer = TsigKey::generate(dir.path(), XFER_KEY);
@@ -214,7 +230,7 @@ impl BindLab {
             let dirs: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("try{attempt}-ns{i}"))).collect();
             for (i, d) in dirs.iter().enumerate() {
                 fs::create_dir(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
-                write_server(d, ports[i], zones, &role(i, &ports), &[&key, &xfer]);
+                write_server(d, ports[i], zones, &role(i, &ports), &[&key, &xfer], options);
             }
             if run_as_bind() {
                 let st = Command::new("chown").args(["-R", "bind:bind"]).arg(dir.path()).status();
@@ -322,7 +338,7 @@ fn run_as_bind() -> bool {
     root && fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("bind:")))
 }
 
-fn write_server(dir: &Path, port: u16, zones: &[ZoneSpec], role: &Role, keys: &[&TsigKey]) {
+fn write_server(dir: &Path, port: u16, zones: &[ZoneSpec], role: &Role, keys: &[&TsigKey], options: &str) {
     let d = dir.display();
     let mut conf = String::new();
     for k in keys {
@@ -340,6 +356,7 @@ fn write_server(dir: &Path, port: u16, zones: &[ZoneSpec], role: &Role, keys: &[
     dnssec-validation no;
     notify-source 127.0.0.1;
     transfer-source 127.0.0.1;
+    {options}
 }};
 controls {{ }};
 logging {{
