@@ -111,13 +111,13 @@ impl Estate {
         let inventory = lab.dir.path().join("kmsdns.toml");
         std::fs::write(&inventory, text).expect("write the inventory");
 
-        // The same questions: SRV and SOA of every zone on each server; A and AAAA of each
-        // target once, on the first server.
+        // The same questions: SRV, SOA and the instances' shared view (TXT) of every zone on
+        // each server; A and AAAA of each target once, on the first server.
         let queries = (0..lab.servers.len())
             .map(|i| {
                 let mut q = String::new();
                 for z in &specs {
-                    let _ = writeln!(q, "_vlmcs._tcp.{} SRV\n{} SOA", z.name, z.name);
+                    let _ = writeln!(q, "_vlmcs._tcp.{0} SRV\n{0} SOA\n_kmsdns-view.{0} TXT", z.name);
                 }
                 if i == 0 {
                     for t in &targets {
@@ -133,9 +133,10 @@ impl Estate {
         Estate { zones: zones + 1, lab, inventory, queries, _responders: responders }
     }
 
-    /// The queries kmsdns must send: SRV + SOA per zone and server, A + AAAA per target.
+    /// The queries kmsdns must send: SRV + SOA + the shared view's TXT per zone and server,
+    /// A + AAAA per target.
     fn questions(&self) -> usize {
-        self.zones * 2 * self.lab.servers.len() + HOSTS * 2
+        self.zones * 3 * self.lab.servers.len() + HOSTS * 2
     }
 
     fn measure(&self, runs: usize) -> Row {
