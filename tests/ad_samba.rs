@@ -69,11 +69,7 @@ impl Responders {
 /// The DC with KMS1$ and KMS2$ (both in KMS-Hosts), their A records and KMS stand-ins.
 fn estate() -> (SambaLab, Responders) {
     let lab = SambaLab::start();
-    lab.add_computer("KMS1", "KMS1Passw0rd!");
-    lab.add_computer("KMS2", "KMS2Passw0rd!");
-    lab.add_group("KMS-Hosts");
-    lab.add_member("KMS-Hosts", "KMS1$");
-    lab.add_member("KMS-Hosts", "KMS2$");
+    lab.add_kms_accounts();
     for (host, ip) in [("kms1", "127.0.0.21"), ("kms2", "127.0.0.22")] {
         lab.samba_tool(&["dns", "add", "127.0.0.10", "corp.test", host, "A", ip]);
     }

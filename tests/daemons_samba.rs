@@ -61,11 +61,7 @@ struct Responders(Vec<Option<kmsdns::demo::responder::KmsResponder>>);
 /// KMS1$ published kms1 and kms9, so it owns `_vlmcs._tcp`.
 fn site() -> (SambaLab, Responders, PathBuf) {
     let lab = SambaLab::start();
-    lab.add_computer("KMS1", "KMS1Passw0rd!");
-    lab.add_computer("KMS2", "KMS2Passw0rd!");
-    lab.add_group("KMS-Hosts");
-    lab.add_member("KMS-Hosts", "KMS1$");
-    lab.add_member("KMS-Hosts", "KMS2$");
+    lab.add_kms_accounts();
     for (host, ip) in [("kms1", "127.0.0.21"), ("kms2", "127.0.0.22"), ("kms9", "127.0.0.29")] {
         lab.samba_tool(&["dns", "add", "127.0.0.10", "corp.test", host, "A", ip]);
     }
@@ -85,31 +81,8 @@ fn site() -> (SambaLab, Responders, PathBuf) {
 }
 
 fn inventory(lab: &SambaLab) -> PathBuf {
-    let path = lab.dir.path().join("kmsdns.toml");
-    let text = format!(
-        r#"[defaults]
-timeout = "2s"
-retries = 1
-propagation_timeout = "10s"
-
-[daemon]
-state_dir = "{state}"
-
-[ad]
-urls = ["{url}"]
-ca_file = "{ca}"
-bind_dn = "{dn}"
-password_file = "{pw}"
-kms_group = "KMS-Hosts"
-
-[[zone]]
-name = "corp.test"
-servers = ["127.0.0.10"]
-primary = "dc1.corp.test"
-update_auth = "gss-tsig"
-policy = "repair"
-
-[[host]]
+    lab.kms_inventory(
+        r#"[[host]]
 name = "kms1.corp.test"
 zones = ["corp.test"]
 state = "active"
@@ -126,14 +99,7 @@ name = "kms9.corp.test"
 zones = ["corp.test"]
 state = "active"
 "#,
-        state = lab.dir.path().join("state").display(),
-        url = lab.ldaps_url(),
-        ca = lab.ca_file().display(),
-        dn = lab.admin_bind_dn(),
-        pw = lab.admin_password_file().display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// One change a daemon journaled: the targets of the RRset before and after, and what became of it.

@@ -62,11 +62,7 @@ struct Responders(Vec<Option<kmsdns::demo::responder::KmsResponder>>);
 /// Kerberos through BIND, so it owns `_vlmcs._tcp`; kms2 is not published yet.
 fn site() -> (SambaLab, Responders, PathBuf) {
     let lab = SambaLab::start_dlz();
-    lab.add_computer("KMS1", "KMS1Passw0rd!");
-    lab.add_computer("KMS2", "KMS2Passw0rd!");
-    lab.add_group("KMS-Hosts");
-    lab.add_member("KMS-Hosts", "KMS1$");
-    lab.add_member("KMS-Hosts", "KMS2$");
+    lab.add_kms_accounts();
     for (host, ip, _) in HOSTS {
         lab.samba_tool(&["dns", "add", "127.0.0.10", "corp.test", host, "A", ip]);
     }
@@ -87,31 +83,8 @@ fn site() -> (SambaLab, Responders, PathBuf) {
 }
 
 fn inventory(lab: &SambaLab) -> PathBuf {
-    let path = lab.dir.path().join("kmsdns.toml");
-    let text = format!(
-        r#"[defaults]
-timeout = "2s"
-retries = 1
-propagation_timeout = "10s"
-
-[daemon]
-state_dir = "{state}"
-
-[ad]
-urls = ["{url}"]
-ca_file = "{ca}"
-bind_dn = "{dn}"
-password_file = "{pw}"
-kms_group = "KMS-Hosts"
-
-[[zone]]
-name = "corp.test"
-servers = ["127.0.0.10"]
-primary = "dc1.corp.test"
-update_auth = "gss-tsig"
-policy = "repair"
-
-[[host]]
+    lab.kms_inventory(
+        r#"[[host]]
 name = "kms1.corp.test"
 zones = ["corp.test"]
 state = "active"
@@ -133,14 +106,7 @@ name = "old.corp.test"
 zones = []
 state = "decommissioned"
 "#,
-        state = lab.dir.path().join("state").display(),
-        url = lab.ldaps_url(),
-        ca = lab.ca_file().display(),
-        dn = lab.admin_bind_dn(),
-        pw = lab.admin_password_file().display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// (code, target) of every finding.

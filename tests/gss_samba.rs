@@ -40,11 +40,7 @@ struct Responders(Vec<kmsdns::demo::responder::KmsResponder>);
 /// KMS1$ published kms1 and kms9 in corp.test and branch.test, so it owns both nodes.
 fn estate() -> (SambaLab, Responders, PathBuf) {
     let lab = SambaLab::start();
-    lab.add_computer("KMS1", "KMS1Passw0rd!");
-    lab.add_computer("KMS2", "KMS2Passw0rd!");
-    lab.add_group("KMS-Hosts");
-    lab.add_member("KMS-Hosts", "KMS1$");
-    lab.add_member("KMS-Hosts", "KMS2$");
+    lab.add_kms_accounts();
     lab.samba_tool(&["dns", "zonecreate", "127.0.0.10", "branch.test"]);
     for (host, ip) in [("kms1", "127.0.0.21"), ("kms2", "127.0.0.22"), ("kms9", "127.0.0.29")] {
         lab.samba_tool(&["dns", "add", "127.0.0.10", "corp.test", host, "A", ip]);

@@ -254,6 +254,33 @@ impl SambaLab {
     }
 
     /// Adds `member` (a sAMAccountName such as "KMS3$") to `group`. kinit again afterwards (G10).
+    /// KMS1$ and KMS2$, both members of KMS-Hosts: the two KMS hosts' accounts of every AD
+    /// scenario.
+    pub fn add_kms_accounts(&self) {
+        self.add_computer("KMS1", "KMS1Passw0rd!");
+        self.add_computer("KMS2", "KMS2Passw0rd!");
+        self.add_group("KMS-Hosts");
+        self.add_member("KMS-Hosts", "KMS1$");
+        self.add_member("KMS-Hosts", "KMS2$");
+    }
+
+    /// The inventory of a KMS scenario on this DC: `[ad]` with the admin's bind and
+    /// `kms_group = "KMS-Hosts"`, corp.test by GSS-TSIG through dc1 with `policy = "repair"`,
+    /// then `hosts` (the `[[host]]` tables). Written to kmsdns.toml in the lab's dir.
+    pub fn kms_inventory(&self, hosts: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join("kmsdns.toml");
+        let text = format!(
+            "[defaults]\ntimeout = \"2s\"\nretries = 1\npropagation_timeout = \"10s\"\n\n[daemon]\nstate_dir = \"{state}\"\n\n[ad]\nurls = [\"{url}\"]\nca_file = \"{ca}\"\nbind_dn = \"{dn}\"\npassword_file = \"{pw}\"\nkms_group = \"KMS-Hosts\"\n\n[[zone]]\nname = \"corp.test\"\nservers = [\"127.0.0.10\"]\nprimary = \"dc1.corp.test\"\nupdate_auth = \"gss-tsig\"\npolicy = \"repair\"\n\n{hosts}",
+            state = self.dir.path().join("state").display(),
+            url = self.ldaps_url(),
+            ca = self.ca_file().display(),
+            dn = self.admin_bind_dn(),
+            pw = self.admin_password_file().display(),
+        );
+        std::fs::write(&path, text).expect("write the inventory");
+        path
+    }
+
     pub fn add_member(&self, group: &str, member: &str) {
         self.samba_tool(&["group", "addmembers", group, member]);
     }
