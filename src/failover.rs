@@ -159,8 +159,9 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
     let applying = matches!(mode, Mode::Apply(_));
     let (f, over) = Failover::new(inv, &req.from, &req.to);
     let old_host = inv.host(&req.from);
-    let new_host = over.host(&req.to).expect("the override publishes the new host");
-    let new_port = new_host.port;
+    // The override publishes the new host; these are its port and account there.
+    let (new_port, new_account) =
+        over.host(&req.to).map(|h| (h.port, h.account.clone())).unwrap_or((inv.defaults.port, None));
     let old_port = old_host.map(|h| h.port).unwrap_or(inv.defaults.port);
     let mut rb = Runbook {
         from: req.from.clone(),
@@ -188,7 +189,7 @@ pub async fn failover(inv: &Inventory, req: &Request, mode: Mode<'_>) -> Runbook
         if new_ok { StepResult::Ok } else { StepResult::Failed },
         evidence,
     );
-    if let (Some(ad), Some(account)) = (&seen.obs.ad, new_host.account.clone()) {
+    if let (Some(ad), Some(account)) = (&seen.obs.ad, new_account) {
         let (result, evidence) = ad_check(ad, &account, &f.zones);
         rb.step(
             &format!("check that {} ({account}) may update _vlmcs._tcp in Active Directory", req.to),
