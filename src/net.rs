@@ -171,7 +171,7 @@ pub async fn tcp_exchange(server: SocketAddr, bytes: &[u8], timeout: Duration) -
 }
 
 /// A random message ID (RFC 5452 §9.2: IDs must not be guessable), from the kernel's CSPRNG.
-/// The bytes are drawn a block at a time ([`ID_BLOCK`] IDs per `getrandom`): one draw per ID
+/// The bytes are drawn a block at a time (`ID_BLOCK` IDs per `getrandom`): one draw per ID
 /// was one system call per question, as many as the sends themselves (40,000 in an audit of
 /// 10,000 zones on 2 servers). A block is used once, front to back, and never handed out again.
 pub fn random_id() -> u16 {
