@@ -26,7 +26,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::SambaLab;
+use support::{KMS_HOSTS, SambaLab};
 
 const VLMCS: &str = "_vlmcs._tcp.corp.test";
 
@@ -81,25 +81,7 @@ fn site() -> (SambaLab, Responders, PathBuf) {
 }
 
 fn inventory(lab: &SambaLab) -> PathBuf {
-    lab.kms_inventory(
-        r#"[[host]]
-name = "kms1.corp.test"
-zones = ["corp.test"]
-state = "active"
-account = "KMS1$"
-
-[[host]]
-name = "kms2.corp.test"
-zones = ["corp.test"]
-state = "active"
-account = "KMS2$"
-
-[[host]]
-name = "kms9.corp.test"
-zones = ["corp.test"]
-state = "active"
-"#,
-    )
+    lab.kms_inventory(KMS_HOSTS)
 }
 
 /// One change a daemon journaled: the targets of the RRset before and after, and what became of it.

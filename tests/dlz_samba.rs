@@ -14,7 +14,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::SambaLab;
+use support::{KMS_HOSTS, SambaLab};
 
 const VLMCS: &str = "_vlmcs._tcp.corp.test";
 
@@ -83,30 +83,9 @@ fn site() -> (SambaLab, Responders, PathBuf) {
 }
 
 fn inventory(lab: &SambaLab) -> PathBuf {
-    lab.kms_inventory(
-        r#"[[host]]
-name = "kms1.corp.test"
-zones = ["corp.test"]
-state = "active"
-account = "KMS1$"
-
-[[host]]
-name = "kms2.corp.test"
-zones = ["corp.test"]
-state = "active"
-account = "KMS2$"
-
-[[host]]
-name = "kms9.corp.test"
-zones = ["corp.test"]
-state = "active"
-
-[[host]]
-name = "old.corp.test"
-zones = []
-state = "decommissioned"
-"#,
-    )
+    lab.kms_inventory(&format!(
+        "{KMS_HOSTS}\n[[host]]\nname = \"old.corp.test\"\nzones = []\nstate = \"decommissioned\"\n"
+    ))
 }
 
 /// (code, target) of every finding.

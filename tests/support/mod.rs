@@ -28,7 +28,7 @@ pub use knot::KnotLab;
 pub use pdns::{PdnsLab, UpdatePolicy};
 pub use resolver::Resolver;
 pub use rogue::{LostAnswerRelay, Reply, RogueDns, Zone as RogueZone};
-pub use samba::{DnsBackend, SambaLab};
+pub use samba::{DnsBackend, KMS_HOSTS, SambaLab};
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};

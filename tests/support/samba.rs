@@ -110,6 +110,26 @@ pub struct SambaLab {
     named: Option<Child>,
 }
 
+/// The `[[host]]` tables of the KMS scenarios: kms1 (KMS1$) and kms2 (KMS2$), active, and
+/// kms9, active and without an account (it is the dead one), all in corp.test.
+pub const KMS_HOSTS: &str = r#"[[host]]
+name = "kms1.corp.test"
+zones = ["corp.test"]
+state = "active"
+account = "KMS1$"
+
+[[host]]
+name = "kms2.corp.test"
+zones = ["corp.test"]
+state = "active"
+account = "KMS2$"
+
+[[host]]
+name = "kms9.corp.test"
+zones = ["corp.test"]
+state = "active"
+"#;
+
 impl SambaLab {
     /// Provision and start a DC (realm CORP.TEST, dc1.corp.test at 127.0.0.10) in a fresh namespace; returns once
     /// LDAP, LDAPS (verified with [`SambaLab::ca_file`]), DNS and the KDC answer (about 8–13 s).
