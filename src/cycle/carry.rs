@@ -156,7 +156,7 @@ pub async fn carry_out_with(
         }
     }
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
-    let confirmations = Confirmations::default();
+    let confirmations = Confirmations::new(steer.health.is_some());
     let confirmations = &confirmations;
     let jobs = plan.zones.into_iter().map(|zp| {
         let limit = limit.clone();
@@ -207,9 +207,9 @@ pub(super) async fn repair_zone(
     if !will_apply(&zp, steer.override_policy) {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
-    // The evidence a delete rests on is read again just before it is sent (see
-    // confirm_deletes); a one-shot run also probes again, the daemon's verdicts already span time.
-    confirm_deletes(inv, obs, &mut zp, confirmations, steer.health.is_none()).await;
+    // The evidence a delete rests on is read again just before it is sent, and a dead host is
+    // probed again (see confirm_deletes): a verdict is older than the delete.
+    confirm_deletes(inv, obs, &mut zp, confirmations).await;
     if zp.changes.is_empty() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }

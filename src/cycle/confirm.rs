@@ -12,10 +12,13 @@ use crate::observe::{self};
 use crate::plan::ZonePlan;
 
 /// The evidence behind the deletes of one run, read again: each target's addresses over TCP,
-/// and (one-shot runs) each endpoint's confirming probes, each made once however many zones
-/// publish it.
+/// and each endpoint's confirming probes, each made once however many zones publish it.
 #[derive(Default)]
 pub struct Confirmations {
+    /// The daemon's run: its hysteresis verdicts already span time, so one probe just before
+    /// the delete is enough (a host that came back since the verdict keeps its record); a
+    /// one-shot run probes `confirm_probes` times over `confirm_window`.
+    daemon: bool,
     endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
     names: std::sync::Mutex<std::collections::HashMap<DnsName, Arc<tokio::sync::OnceCell<Resolution>>>>,
     over_tcp: tokio::sync::OnceCell<observe::AddressLookup>,
@@ -31,12 +34,17 @@ pub enum Confirmation {
 }
 
 impl Confirmations {
+    /// The confirmations of one run; `daemon` when the daemon's verdicts steer it.
+    pub fn new(daemon: bool) -> Confirmations {
+        Confirmations { daemon, ..Default::default() }
+    }
+
     async fn of(&self, inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
         let cell = {
             let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(endpoint).or_default().clone()
         };
-        cell.get_or_init(|| confirm(inv, endpoint)).await.clone()
+        cell.get_or_init(|| confirm(inv, endpoint, self.daemon)).await.clone()
     }
 
     /// `name`'s addresses read again, every question over TCP.
@@ -80,8 +88,8 @@ pub(super) fn describe_resolution(r: Option<&Resolution>) -> String {
 
 /// `confirm_probes` probes of `endpoint` spread over `confirm_window`; the first that answers
 /// as KMS ends it.
-pub(super) async fn confirm(inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
-    let n = inv.defaults.confirm_probes.max(1);
+pub(super) async fn confirm(inv: &Inventory, endpoint: SocketAddr, once: bool) -> Confirmation {
+    let n = if once { 1 } else { inv.defaults.confirm_probes.max(1) };
     let gap = inv.defaults.confirm_window / n.saturating_sub(1).max(1);
     let mut last = ProbeState::Down("not probed".into());
     for i in 1..=n {
@@ -100,8 +108,10 @@ pub(super) async fn confirm(inv: &Inventory, endpoint: SocketAddr) -> Confirmati
 /// and holds back every delete whose evidence does not hold:
 /// - the target's addresses (`stale-unresolvable`: none; `stale-dead`/`not-kms`: the ones
 ///   probed), read over TCP, which an off-path attacker cannot forge by guessing an ID;
-/// - with `probe`, for `stale-dead`/`not-kms`: every address probed again `confirm_probes`
-///   times over `confirm_window`; one KMS answer keeps the record.
+/// - for `stale-dead`/`not-kms`: every address probed again, `confirm_probes` times over
+///   `confirm_window` (the daemon: once, its verdicts already span time); one KMS answer
+///   keeps the record. A verdict is older than the moment of the delete: a host that came
+///   back since (another instance may have published it again) must not be removed.
 ///
 /// The evidence of each delete that stays is written into its reason. Keeping a record can
 /// break no rail: it only leaves more of the zone as it was.
@@ -110,11 +120,13 @@ pub(super) async fn confirm_deletes(
     obs: &Observation,
     zp: &mut ZonePlan,
     confirmations: &Confirmations,
-    probe: bool,
 ) {
     use crate::audit::Code;
     use crate::plan::{Action, Held};
-    let window = humantime::format_duration(inv.defaults.confirm_window);
+    let over = match confirmations.daemon {
+        true => String::new(),
+        false => format!(" over {}", humantime::format_duration(inv.defaults.confirm_window)),
+    };
     let mut kept = Vec::new();
     for mut change in std::mem::take(&mut zp.changes) {
         let on_evidence = change.action == Action::Delete
@@ -138,7 +150,7 @@ pub(super) async fn confirm_deletes(
             continue;
         }
         let addresses = match &now {
-            Resolution::Addresses { addresses, .. } if probe => addresses.clone(),
+            Resolution::Addresses { addresses, .. } if change.code != Code::StaleUnresolvable => addresses.clone(),
             _ => {
                 change.reason = format!("{} (confirmed over TCP: {})", change.reason, describe_resolution(Some(&now)));
                 kept.push(change);
@@ -151,8 +163,9 @@ pub(super) async fn confirm_deletes(
             let ep = SocketAddr::new(a, change.record.port);
             match confirmations.of(inv, ep).await {
                 Confirmation::Answered { after } => answered = Some((ep, after)),
-                Confirmation::Failed { probes, last } => evidence
-                    .push(format!("{ep}: {probes} of {probes} probes over {window} failed, the last {}", last.code())),
+                Confirmation::Failed { probes, last } => {
+                    evidence.push(format!("{ep}: {probes} of {probes} probes{over} failed, the last {}", last.code()))
+                }
             }
         }
         match answered {
