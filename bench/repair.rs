@@ -48,6 +48,11 @@ fn main() {
     let (mut repair, mut repair_cpu, mut rss, mut perf, mut named_cpu) = (vec![], vec![], vec![], vec![], vec![]);
     for run in 0..runs.max(1) {
         let estate = Estate::build(zones);
+        if let Some(secs) = std::env::var("REPAIR_HOLD").ok().and_then(|s| s.parse().ok()) {
+            // For profiling by hand: the broken estate stays up, its inventory named, this long.
+            eprintln!("repair: holding the estate for {secs} s: {}", estate.config());
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         let r = estate.repair(run);
         repair.push(r.wall);
         repair_cpu.push(r.cpu);

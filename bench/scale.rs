@@ -1,5 +1,5 @@
 //! The scale benchmark: `kmsdns check-config` and `kmsdns audit` on a BIND estate of N zones,
-//! against dnsperf sending exactly the questions kmsdns sends. Whole processes, medians of
+//! against dnsperf sending exactly the questions kmsdns sends, byte for byte. Whole processes, medians of
 //! alternating runs, peak RSS from the kernel (wait4). Every audit is checked, so a broken run
 //! fails instead of giving a figure.
 //!
@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use common::{Timed, kmsdns, median, support_tool, timed};
 
+use hickory_proto::rr::RecordType;
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
+use kmsdns::name::DnsName;
+use kmsdns::observe::dns::authoritative_query;
 use support::{BindLab, ZoneSpec, loopback_ip};
 
 const HOSTS: usize = 3;
@@ -112,19 +115,31 @@ impl Estate {
         std::fs::write(&inventory, text).expect("write the inventory");
 
         // The same questions: SRV, SOA and the instances' shared view (TXT) of every zone on
-        // each server; A and AAAA of each target once, on the first server.
+        // each server; A and AAAA of each target once, on the first server. The very bytes
+        // kmsdns sends (its own encoder: RD=0, EDNS), in dnsperf's binary input format (`-B`:
+        // each message after its 2-octet length); dnsperf sets the IDs.
         let queries = (0..lab.servers.len())
             .map(|i| {
-                let mut q = String::new();
+                let mut asked: Vec<(String, RecordType)> = Vec::new();
                 for z in &specs {
-                    let _ = writeln!(q, "_vlmcs._tcp.{0} SRV\n{0} SOA\n_kmsdns-view.{0} TXT", z.name);
+                    asked.push((format!("_vlmcs._tcp.{}", z.name), RecordType::SRV));
+                    asked.push((z.name.clone(), RecordType::SOA));
+                    asked.push((format!("_kmsdns-view.{}", z.name), RecordType::TXT));
                 }
                 if i == 0 {
                     for t in &targets {
-                        let _ = writeln!(q, "{t} A\n{t} AAAA");
+                        asked.push((t.clone(), RecordType::A));
+                        asked.push((t.clone(), RecordType::AAAA));
                     }
                 }
-                let path = lab.dir.path().join(format!("queries{i}.txt"));
+                let mut q = Vec::new();
+                for (name, rtype) in asked {
+                    let name = DnsName::parse(&name).expect("a benchmark name");
+                    let bytes = authoritative_query(&name, rtype).expect("encode a question");
+                    q.extend_from_slice(&u16::try_from(bytes.len()).expect("a short question").to_be_bytes());
+                    q.extend_from_slice(&bytes);
+                }
+                let path = lab.dir.path().join(format!("queries{i}.bin"));
                 std::fs::write(&path, q).expect("write a dnsperf query file");
                 path
             })
@@ -194,7 +209,7 @@ impl Estate {
         assert_eq!(targets.len(), HOSTS, "audit run {run}: targets");
     }
 
-    /// dnsperf on both servers at once, 128 in flight each (kmsdns: concurrency 64 × SRV + SOA):
+    /// dnsperf on both servers at once, 128 in flight each, kmsdns's own query bytes (`-B`):
     /// the wall time from the first start to the last end, and the CPU of both. Every query
     /// must complete.
     fn dnsperf(&self, dnsperf: &Path) -> (Duration, Duration) {
@@ -209,7 +224,7 @@ impl Estate {
                     let port = server.addr.port().to_string();
                     let q = q.to_str().expect("a UTF-8 path").to_string();
                     s.spawn(move || {
-                        let args = ["-s", "127.0.0.1", "-p", &port, "-c", "4", "-q", "128", "-n", "1", "-d", &q];
+                        let args = ["-B", "-s", "127.0.0.1", "-p", &port, "-c", "4", "-q", "128", "-n", "1", "-d", &q];
                         timed(dnsperf, &args)
                     })
                 })

@@ -127,11 +127,26 @@ pub(super) async fn confirm_deletes(
         true => String::new(),
         false => format!(" over {}", humantime::format_duration(inv.defaults.confirm_window)),
     };
+    let on_evidence = |c: &crate::plan::Change| {
+        c.action == Action::Delete && matches!(c.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable)
+    };
+    // Every delete's evidence is gathered at once, each target read again and each endpoint
+    // probed concurrently, so that a zone with two dead hosts waits one confirmation window,
+    // not two; the loop below finds each result made (they are kept per run).
+    let gather = zp.changes.iter().filter(|c| on_evidence(c)).map(|c| async move {
+        let now = confirmations.reread(inv, &c.record.target).await;
+        if let Resolution::Addresses { addresses, .. } = &now
+            && c.code != Code::StaleUnresolvable
+            && same_resolution(obs.names.get(&c.record.target), &now)
+        {
+            let probes = addresses.iter().map(|a| confirmations.of(inv, SocketAddr::new(*a, c.record.port)));
+            futures_util::future::join_all(probes).await;
+        }
+    });
+    futures_util::future::join_all(gather).await;
     let mut kept = Vec::new();
     for mut change in std::mem::take(&mut zp.changes) {
-        let on_evidence = change.action == Action::Delete
-            && matches!(change.code, Code::StaleDead | Code::NotKms | Code::StaleUnresolvable);
-        if !on_evidence {
+        if !on_evidence(&change) {
             kept.push(change);
             continue;
         }

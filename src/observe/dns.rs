@@ -386,6 +386,15 @@ fn ttl(raw: u32) -> u32 {
     if raw > i32::MAX as u32 { 0 } else { raw }
 }
 
+/// The bytes of the question kmsdns asks an authoritative server for `name` and `rtype`
+/// (RD=0, EDNS with a 1232-octet payload), with ID 0. The scale benchmark hands exactly these to
+/// dnsperf (`-B`): BIND answers RD=0 with its NS records and their addresses beside the answer
+/// (`minimal-responses no-auth-recursive`, its default), so a baseline asked with RD=1 and no
+/// EDNS, as dnsperf's text input is, gets smaller answers and is not the same question.
+pub fn authoritative_query(name: &DnsName, rtype: RecordType) -> Result<Vec<u8>, ReadError> {
+    encode_query(Question { name, rtype, recursive: false }, true)
+}
+
 /// A query for `q`, RD=0 unless it is a resolver's question, with ID 0 (the sender sets the ID).
 fn encode_query(q: Question<'_>, edns: bool) -> Result<Vec<u8>, ReadError> {
     let mut m = Message::new(0, MessageType::Query, OpCode::Query);
