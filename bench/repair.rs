@@ -342,6 +342,8 @@ impl Estate {
         let key = format!("hmac-sha256:{}:{}", self.lab.key.name, self.lab.key.secret_b64);
         let port = self.lab.servers[0].addr.port().to_string();
         let file = file.to_str().expect("a UTF-8 path");
+        // DNSPERF_QUEUE: UPDATEs in flight on its one connection (64 unless set).
+        let queue = std::env::var("DNSPERF_QUEUE").unwrap_or_else(|_| "64".into());
         let args = [
             "-u",
             "-m",
@@ -355,7 +357,7 @@ impl Estate {
             "-c",
             "1",
             "-q",
-            "64",
+            &queue,
             "-n",
             "1",
             "-d",

@@ -1,11 +1,13 @@
 //! The one way an UPDATE or a TKEY reaches a server: the message byte for byte over one TCP
-//! exchange. A signed message must arrive unchanged: Samba checks the GSS-TSIG MIC over the ID
+//! exchange ([`crate::net::tcp_exchange`]: on a connection that carries one message at a
+//! time, kept between messages). A signed message must arrive unchanged: Samba checks the GSS-TSIG MIC over the ID
 //! on the wire rather than the TSIG original ID, and hickory's multiplexer would replace the ID
 //! after signing.
 //!
 //! What went wrong is told by whether the server can have seen the message: a connection that
 //! was never made sent nothing, while a timeout or a connection lost after sending leaves the
-//! outcome unknown.
+//! outcome unknown (a kept connection the server had closed before the message left is never
+//! counted as sent: the message goes again on a new one).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -156,13 +156,15 @@ pub async fn carry_out_with(
         }
     }
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
-    let confirmations = Confirmations::new(steer.health.is_some());
+    let confirmations = Confirmations::new(inv, steer.health.is_some());
     let confirmations = &confirmations;
+    // One reader for every zone's propagation polls: a socket per server for the run.
+    let reader = &observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let jobs = plan.zones.into_iter().map(|zp| {
         let limit = limit.clone();
         async move {
             let _permit = limit.acquire().await;
-            repair_zone(inv, obs, zp, mode, steer, confirmations).await
+            repair_zone(inv, obs, zp, mode, steer, confirmations, reader).await
         }
     });
     futures_util::future::join_all(jobs).await
@@ -193,6 +195,7 @@ pub(super) async fn repair_zone(
     mode: Mode<'_>,
     steer: &Steer<'_>,
     confirmations: &Confirmations,
+    reader: &observe::DnsReader,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
     let Some(zone) = inv.zone(&zp.zone).cloned() else {
@@ -246,7 +249,7 @@ pub(super) async fn repair_zone(
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
-                let seen = await_propagation(inv, &zone, &update, Some(primary)).await;
+                let seen = await_propagation(inv, reader, &zone, &update, Some(primary)).await;
                 if seen.primary_unchanged {
                     let error = not_applied(mode, id, &zone.name, primary);
                     return outcome(zp, ZoneResult::Failed { error }, seen.servers);

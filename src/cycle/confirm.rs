@@ -13,7 +13,6 @@ use crate::plan::ZonePlan;
 
 /// The evidence behind the deletes of one run, read again: each target's addresses over TCP,
 /// and each endpoint's confirming probes, each made once however many zones publish it.
-#[derive(Default)]
 pub struct Confirmations {
     /// The daemon's run: its hysteresis verdicts already span time, so one probe just before
     /// the delete is enough (a host that came back since the verdict keeps its record); a
@@ -22,6 +21,8 @@ pub struct Confirmations {
     endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
     names: std::sync::Mutex<std::collections::HashMap<DnsName, Arc<tokio::sync::OnceCell<Resolution>>>>,
     over_tcp: tokio::sync::OnceCell<observe::AddressLookup>,
+    /// Every re-read of the run, over TCP: one connection per server, not one per zone.
+    tcp: observe::DnsReader,
 }
 
 /// What the probes made just before a delete found at one endpoint.
@@ -35,8 +36,15 @@ pub enum Confirmation {
 
 impl Confirmations {
     /// The confirmations of one run; `daemon` when the daemon's verdicts steer it.
-    pub fn new(daemon: bool) -> Confirmations {
-        Confirmations { daemon, ..Default::default() }
+    pub fn new(inv: &Inventory, daemon: bool) -> Confirmations {
+        let tcp = observe::DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries);
+        Confirmations {
+            daemon,
+            endpoints: Default::default(),
+            names: Default::default(),
+            over_tcp: Default::default(),
+            tcp,
+        }
     }
 
     async fn of(&self, inv: &Inventory, endpoint: SocketAddr) -> Confirmation {
@@ -54,7 +62,7 @@ impl Confirmations {
             map.entry(name.clone()).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let lookup = self.over_tcp.get_or_init(|| observe::AddressLookup::over_tcp(inv)).await;
+            let lookup = self.over_tcp.get_or_init(|| observe::AddressLookup::over_tcp(inv, self.tcp.clone())).await;
             lookup.addresses(name).await
         })
         .await
@@ -197,14 +205,14 @@ pub(super) async fn confirm_deletes(
         }
     }
     zp.changes = kept;
-    confirm_peers(inv, zp).await;
+    confirm_peers(inv, zp, &confirmations.tcp).await;
 }
 
 /// A delete for a dead host rests on the other instances' silence too ([`crate::peers`]): the
 /// zone's shared view is read again over TCP (an answer over UDP can be forged off-path, and
 /// this is the last moment another site can say "alive"), and a delete a fresh entry now
 /// contradicts, or that the view can no longer vouch for, is kept.
-async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan) {
+async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan, reader: &observe::DnsReader) {
     use crate::audit::Code;
     use crate::plan::{Action, Held};
     let dead = |c: &crate::plan::Change| c.action == Action::Delete && c.code == Code::StaleDead;
@@ -212,7 +220,6 @@ async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan) {
         return;
     }
     let Some(zone) = inv.zone(&zp.zone) else { return };
-    let reader = observe::DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries);
     let mut servers = Vec::with_capacity(zone.servers.len());
     for s in &zone.servers {
         let addr = observe::dns::server_socket_addrs(s, inv.defaults.timeout).await.and_then(|a| {
@@ -222,7 +229,7 @@ async fn confirm_peers(inv: &Inventory, zp: &mut ZonePlan) {
         });
         servers.push(addr);
     }
-    let view = observe::peers::read_view(&reader, &servers, &zone.name).await;
+    let view = observe::peers::read_view(reader, &servers, &zone.name).await;
     let now = crate::peers::unix_secs(Some(std::time::SystemTime::now()));
     let me = &inv.instance;
     let peers = crate::peers::Peers::of(Some(&view), &me.id, now, me.stale_after);

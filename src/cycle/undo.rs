@@ -105,7 +105,8 @@ pub async fn undo(
     .await
     {
         Ok(Committed::Applied { id: new }) => {
-            let seen = await_propagation(inv, &zone, &update, Some(server)).await;
+            let reader = observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+            let seen = await_propagation(inv, &reader, &zone, &update, Some(server)).await;
             if seen.primary_unchanged {
                 let error = not_applied(Mode::Apply(journal), new, &zone.name, server);
                 (ZoneResult::Failed { error }, seen.servers)

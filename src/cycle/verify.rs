@@ -36,23 +36,23 @@ pub struct Propagation {
 /// absent, what it added is present: another writer may have moved the RRset on since), or
 /// the propagation timeout passes; returns what each answered last. `primary`, when given, is
 /// read too, to tell a change that was never applied from one that is slow to spread.
+/// `reader` is the run's, shared by every zone; the servers are asked at once each round.
 pub async fn await_propagation(
     inv: &Inventory,
+    reader: &DnsReader,
     zone: &Zone,
     update: &RrsetUpdate,
     primary: Option<SocketAddr>,
 ) -> Propagation {
-    let reader = DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
     let deadline = Instant::now() + inv.defaults.propagation_timeout;
     let after = update.after();
-    let mut last: Vec<ServerCheck> = Vec::new();
+    let mut last: Vec<ServerCheck>;
     let mut round = 0;
     loop {
-        last.clear();
-        for s in &zone.servers {
+        last = futures_util::future::join_all(zone.servers.iter().map(|s| async {
             let answer = match observe::dns::server_socket_addrs(s, inv.defaults.timeout).await {
                 Ok(addrs) => match addrs.first() {
-                    Some(a) => reader.zone_view(*a, &zone.name).await.0,
+                    Some(a) => reader.srv_on(*a, &zone.name).await,
                     None => SrvAnswer::Failed {
                         error: crate::model::ReadError::Network("the server has no address".into()),
                     },
@@ -61,8 +61,9 @@ pub async fn await_propagation(
             };
             let converged = answer.known_records().is_some_and(|rs| update.visible_in(rs));
             let moved_on = converged && answer.known_records().is_some_and(|rs| !same_rrset(rs, &after));
-            last.push(ServerCheck { server: s.to_string(), converged, moved_on, answer: describe(&answer) });
-        }
+            ServerCheck { server: s.to_string(), converged, moved_on, answer: describe(&answer) }
+        }))
+        .await;
         if last.iter().all(|s| s.converged) {
             return Propagation { servers: last, primary_unchanged: false };
         }
@@ -71,9 +72,8 @@ pub async fn await_propagation(
             // and the server's NOERROR stands.
             let primary_unchanged = match primary {
                 Some(p) if !same_rrset(&update.expected, &after) => reader
-                    .zone_view(p, &zone.name)
+                    .srv_on(p, &zone.name)
                     .await
-                    .0
                     .known_records()
                     .is_some_and(|rs| same_rrset(rs, &update.expected)),
                 _ => false,

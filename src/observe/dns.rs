@@ -27,7 +27,7 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use crate::inventory::{ServerAddr, ServerHost};
 use crate::model::{ReadError, Resolution, SrvAnswer, SrvRecord};
 use crate::name::DnsName;
-use crate::net::{ExchangeError, ServerSocket, random_id, tcp_exchange};
+use crate::net::{ExchangeError, ServerSocket, TcpPipe};
 
 /// The EDNS UDP payload size we offer (the DNS flag day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;
@@ -36,7 +36,9 @@ const EDNS_PAYLOAD: u16 = 1232;
 pub const MAX_ALIASES: usize = 8;
 
 /// Asks authoritative servers questions with a fixed timeout and retry budget. Clones share
-/// the per-server sockets, and what was learnt of each server (no EDNS).
+/// the per-server sockets (a UDP socket, and a TCP connection kept open and pipelined), and
+/// what was learnt of each server (no EDNS): one reader for a whole run costs each server a
+/// socket and a handshake, not one per zone.
 #[derive(Clone)]
 pub struct DnsReader {
     timeout: Duration,
@@ -52,10 +54,11 @@ impl std::fmt::Debug for DnsReader {
     }
 }
 
-/// One server: its socket, and whether it takes EDNS.
+/// One server: its UDP socket, its TCP connection, and whether it takes EDNS.
 struct Server {
     addr: SocketAddr,
     socket: ServerSocket,
+    tcp: TcpPipe,
     no_edns: AtomicBool,
 }
 
@@ -101,8 +104,24 @@ impl DnsReader {
         DnsReader { tcp_only: true, ..DnsReader::new(timeout, retries) }
     }
 
+    /// Whether every question goes over TCP.
+    pub fn is_tcp_only(&self) -> bool {
+        self.tcp_only
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// `_vlmcs._tcp.<zone>` SRV on one server, alone (watching a change spread needs no serial).
+    pub async fn srv_on(&self, server: SocketAddr, zone: &DnsName) -> SrvAnswer {
+        let owner = zone.vlmcs_owner();
+        match self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV, recursive: false }).await {
+            Ok(Answer::Records(rs)) => srv_answer(&owner, &rs),
+            Ok(Answer::NoData) => SrvAnswer::NoData,
+            Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
+            Err(error) => SrvAnswer::Failed { error },
+        }
     }
 
     /// `_vlmcs._tcp.<zone>` SRV and the zone's SOA serial on one server, asked at once.
@@ -112,17 +131,10 @@ impl DnsReader {
         server: SocketAddr,
         zone: &DnsName,
     ) -> (SrvAnswer, Result<u32, ReadError>, Option<DnsName>) {
-        let owner = zone.vlmcs_owner();
         let (srv, soa) = tokio::join!(
-            self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV, recursive: false }),
+            self.srv_on(server, zone),
             self.authoritative(server, Question { name: zone, rtype: RecordType::SOA, recursive: false })
         );
-        let srv = match srv {
-            Ok(Answer::Records(rs)) => srv_answer(&owner, &rs),
-            Ok(Answer::NoData) => SrvAnswer::NoData,
-            Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
-            Err(error) => SrvAnswer::Failed { error },
-        };
         let soa = match soa {
             Ok(Answer::Records(rs)) => rs
                 .iter()
@@ -289,10 +301,7 @@ impl DnsReader {
         };
         let (id, answer) = match transport {
             Transport::Udp => server.socket.exchange(with_id, self.timeout).await,
-            Transport::Tcp => {
-                let id = random_id();
-                tcp_exchange(server.addr, &with_id(id), self.timeout).await.map(|a| (id, a))
-            }
+            Transport::Tcp => server.tcp.exchange(with_id, self.timeout).await,
         }
         .map_err(|e| match e {
             ExchangeError::Timeout => ReadError::Timeout,
@@ -315,7 +324,9 @@ impl DnsReader {
         // Two first questions may race to open a socket: keep the one that won.
         Ok(servers
             .entry(addr)
-            .or_insert_with(|| Arc::new(Server { addr, socket, no_edns: AtomicBool::new(false) }))
+            .or_insert_with(|| {
+                Arc::new(Server { addr, socket, tcp: TcpPipe::new(addr), no_edns: AtomicBool::new(false) })
+            })
             .clone())
     }
 }

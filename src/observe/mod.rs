@@ -217,8 +217,10 @@ impl AddressLookup {
 
     /// The same, asking every question over TCP: what a delete rests on is read again this way
     /// just before it is sent, since an answer over UDP can be forged off-path.
-    pub async fn over_tcp(inv: &Inventory) -> AddressLookup {
-        Self::with_reader(inv, DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries)).await
+    /// `reader` is a [`DnsReader::tcp_only`], shared with the run's other re-reads.
+    pub async fn over_tcp(inv: &Inventory, reader: DnsReader) -> AddressLookup {
+        debug_assert!(reader.is_tcp_only());
+        Self::with_reader(inv, reader).await
     }
 
     async fn with_reader(inv: &Inventory, reader: DnsReader) -> AddressLookup {
