@@ -87,18 +87,8 @@ impl ServerSocket {
         timeout: Duration,
     ) -> Result<(u16, Vec<u8>), ExchangeError> {
         let _slot = self.in_flight.acquire().await.map_err(|_| io::Error::other("the server's socket was closed"))?;
-        let (tx, rx) = oneshot::channel();
-        let id = {
-            let mut waiting = lock(&self.waiting);
-            // At most IN_FLIGHT_PER_SERVER of 65,536 IDs are taken: a free one comes at once.
-            let id = std::iter::repeat_with(random_id)
-                .take(64)
-                .find(|id| !waiting.contains_key(id))
-                .ok_or_else(|| io::Error::other("no free message ID"))?;
-            waiting.insert(id, Some(tx));
-            id
-        };
-        let _forget = Forget { waiting: &self.waiting, id };
+        let (held, rx) = claim(&self.waiting)?;
+        let id = held.id;
         self.socket.send(&build(id)).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(bytes))) => Ok((id, bytes)),
@@ -107,6 +97,23 @@ impl ServerSocket {
             Err(_) => Err(ExchangeError::Timeout),
         }
     }
+}
+
+/// The receiving end of a question's answer, or of its connection's error.
+type Answer = oneshot::Receiver<Result<Vec<u8>, io::ErrorKind>>;
+
+/// A free random ID in `waiting` for a new question: the guard that holds it (and frees it
+/// when the question ends) and the receiver its answer comes to.
+fn claim(waiting: &Mutex<Waiting>) -> io::Result<(Forget<'_>, Answer)> {
+    let (tx, rx) = oneshot::channel();
+    let mut table = lock(waiting);
+    // At most IN_FLIGHT_PER_SERVER of 65,536 IDs are taken: a free one comes at once.
+    let id = std::iter::repeat_with(random_id)
+        .take(64)
+        .find(|id| !table.contains_key(id))
+        .ok_or_else(|| io::Error::other("no free message ID"))?;
+    table.insert(id, Some(tx));
+    Ok((Forget { waiting, id }, rx))
 }
 
 /// Takes a question's ID out of the table when it ends, answered, timed out or cancelled.
@@ -233,17 +240,8 @@ impl TcpPipe {
         }
         let _slot = self.in_flight.acquire().await.map_err(|_| io::Error::other("the server's pipe was closed"))?;
         let conn = tokio::time::timeout_at(deadline, self.connection()).await.map_err(|_| ExchangeError::Timeout)??;
-        let (tx, rx) = oneshot::channel();
-        let id = {
-            let mut waiting = lock(&conn.waiting);
-            let id = std::iter::repeat_with(random_id)
-                .take(64)
-                .find(|id| !waiting.contains_key(id))
-                .ok_or_else(|| io::Error::other("no free message ID"))?;
-            waiting.insert(id, Some(tx));
-            id
-        };
-        let _forget = Forget { waiting: &conn.waiting, id };
+        let (held, rx) = claim(&conn.waiting)?;
+        let id = held.id;
         let piped = tokio::time::timeout_at(deadline, async {
             let message = build(id);
             let len = u16::try_from(message.len()).map_err(|_| io::Error::other("message longer than 65535 bytes"))?;

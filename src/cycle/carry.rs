@@ -155,32 +155,40 @@ pub async fn carry_out_with(
             Err(e) => tracing::warn!("could not settle the journal's unknown outcomes: {e}"),
         }
     }
-    let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
-    let confirmations = Confirmations::new(inv, steer.health.is_some());
-    let confirmations = &confirmations;
-    // One reader for every zone's propagation polls: a socket per server for the run.
-    let reader = &observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
-    let jobs = plan.zones.into_iter().map(|zp| {
-        let limit = limit.clone();
-        async move {
-            let _permit = limit.acquire().await;
-            repair_zone(inv, obs, zp, mode, steer, confirmations, reader).await
-        }
+    let run = &Run {
+        lanes: Lanes::new(inv.defaults.concurrency),
+        confirmations: Confirmations::new(inv, steer.health.is_some()),
+        reader: observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries),
+    };
+    let jobs = plan.zones.into_iter().map(|zp| async move {
+        let permit = run.lanes.work.clone().acquire_owned().await.ok();
+        repair_zone(inv, obs, zp, mode, steer, run, permit).await
     });
     futures_util::future::join_all(jobs).await
 }
 
-/// Updates in flight to one primary at most, whatever the concurrency: bench/README.md found
-/// BIND answering 250-330 updates a second however many wait, and dropping them past its
-/// update-quota.
-pub(super) const UPDATES_PER_PRIMARY: usize = 16;
+/// What the zones of one run share.
+pub(super) struct Run {
+    lanes: Lanes,
+    /// The evidence of the run's deletes, each read or probe made once.
+    confirmations: Confirmations,
+    /// One reader for every zone's propagation polls: a socket per server for the run.
+    reader: observe::DnsReader,
+}
 
-pub(super) fn update_slot(primary: SocketAddr) -> Arc<Semaphore> {
-    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<Semaphore>>>> =
-        std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(Default::default);
-    let mut map = slots.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(primary).or_insert_with(|| Arc::new(Semaphore::new(UPDATES_PER_PRIMARY))).clone()
+/// The two bounds on the zones a run works at once, each `concurrency`: zones being confirmed
+/// and updated, and zones waiting for their change to show on every server. A zone leaves the
+/// first for the second when its UPDATE is answered, so that a zone waiting on a slow
+/// secondary (for up to `propagation_timeout`) does not keep the next zone from its UPDATE.
+pub(super) struct Lanes {
+    work: Arc<Semaphore>,
+    waits: Semaphore,
+}
+
+impl Lanes {
+    pub(super) fn new(concurrency: usize) -> Lanes {
+        Lanes { work: Arc::new(Semaphore::new(concurrency)), waits: Semaphore::new(concurrency) }
+    }
 }
 
 /// The zone's plan is to be sent: it has changes, and the zone's policy or the operator allows it.
@@ -194,8 +202,9 @@ pub(super) async fn repair_zone(
     mut zp: ZonePlan,
     mode: Mode<'_>,
     steer: &Steer<'_>,
-    confirmations: &Confirmations,
-    reader: &observe::DnsReader,
+    run: &Run,
+    // The zone's place among the working ones, given up when its UPDATE is answered.
+    working: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
     let Some(zone) = inv.zone(&zp.zone).cloned() else {
@@ -212,7 +221,7 @@ pub(super) async fn repair_zone(
     }
     // The evidence a delete rests on is read again just before it is sent, and a dead host is
     // probed again (see confirm_deletes): a verdict is older than the delete.
-    confirm_deletes(inv, obs, &mut zp, confirmations).await;
+    confirm_deletes(inv, obs, &mut zp, &run.confirmations).await;
     if zp.changes.is_empty() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
@@ -239,17 +248,16 @@ pub(super) async fn repair_zone(
             adds: zp.adds().cloned().collect(),
         };
         let reasons = zp.changes.iter().map(|c| format!("{} {}: {}", c.code.as_str(), c.record, c.reason)).collect();
-        let sent = {
-            // A primary takes only so many updates at once (BIND's update-quota is 100, and
-            // its listen queue is short); beyond that it drops them and we would time out.
-            let _slot = update_slot(primary).acquire_owned().await;
-            let authority = Authority::over(zone.policy, steer.override_policy);
-            apply::commit(mode, authority, primary, &auth, &update, reasons, None, timeout).await
-        };
+        let authority = Authority::over(zone.policy, steer.override_policy);
+        let sent = apply::commit(mode, authority, primary, &auth, &update, reasons, None, timeout).await;
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
-                let seen = await_propagation(inv, reader, &zone, &update, Some(primary)).await;
+                drop(working);
+                let seen = {
+                    let _waiting = run.lanes.waits.acquire().await;
+                    await_propagation(inv, &run.reader, &zone, &update, Some(primary)).await
+                };
                 if seen.primary_unchanged {
                     let error = not_applied(mode, id, &zone.name, primary);
                     return outcome(zp, ZoneResult::Failed { error }, seen.servers);
