@@ -113,17 +113,14 @@ pub async fn commit(
     // A primary takes only so many updates at once: the slot is held from the intent to the
     // answer, and the outcome is written after it is given back.
     let slot = update_slot(server).acquire_owned().await;
-    let (zone, expected, after) = (update.zone.clone(), update.expected.clone(), update.after());
-    let id =
-        off_the_runtime(journal, move |j| j.intent(&zone, &server.to_string(), &expected, &after, reasons, undo_of))
-            .await?;
+    let id = journal.intent(&update.zone, &server.to_string(), &update.expected, &update.after(), reasons, undo_of)?;
     let result = rfc2136::send(update, server, auth, timeout).await;
     drop(slot);
     match result {
         Ok(()) => {
             // The change is made whatever the journal says: a failed write of its outcome
             // leaves the intent open, which the next run settles from what the servers serve.
-            if let Err(e) = off_the_runtime(journal, move |j| j.outcome(id, Applied::Applied, "NOERROR")).await {
+            if let Err(e) = journal.outcome(id, Applied::Applied, "NOERROR") {
                 tracing::error!(
                     "zone {}: journal entry {id} was applied, but its outcome could not be recorded: {e}",
                     update.zone
@@ -133,8 +130,7 @@ pub async fn commit(
         }
         Err(source) => {
             let result = if source.outcome_unknown() { Applied::Unknown } else { Applied::NotApplied };
-            let answer = source.answer();
-            off_the_runtime(journal, move |j| j.outcome(id, result, &answer)).await?;
+            journal.outcome(id, result, &source.answer())?;
             Err(CommitError::Update { id, source })
         }
     }
@@ -142,7 +138,8 @@ pub async fn commit(
 
 /// UPDATEs in flight to one primary at most, whatever the command and its concurrency:
 /// bench/README.md found BIND answering 250-800 updates a second however many wait, and
-/// dropping them past its `update-quota` (100).
+/// dropping them past its `update-quota` (100). Held from the intent to the answer: the
+/// outcome is written after the next UPDATE may go.
 pub const UPDATES_PER_PRIMARY: usize = 16;
 
 fn update_slot(primary: SocketAddr) -> std::sync::Arc<tokio::sync::Semaphore> {
@@ -151,22 +148,6 @@ fn update_slot(primary: SocketAddr) -> std::sync::Arc<tokio::sync::Semaphore> {
     let slots = SLOTS.get_or_init(Default::default);
     let mut map = slots.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(primary).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(UPDATES_PER_PRIMARY))).clone()
-}
-
-/// Runs a journal write (a lock and an fsync) on the blocking pool, so that a repair's
-/// thousands of them do not stall the runtime's workers and every other zone's exchanges with
-/// them. The write is finished even when the caller stops waiting for it.
-async fn off_the_runtime<T: Send + 'static>(
-    journal: &Journal,
-    write: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
-) -> Result<T, JournalError> {
-    let j = journal.clone();
-    tokio::task::spawn_blocking(move || write(&j)).await.unwrap_or_else(|e| {
-        Err(JournalError::Io {
-            path: journal.path().to_path_buf(),
-            source: std::io::Error::other(format!("the journal write did not finish: {e}")),
-        })
-    })
 }
 
 #[cfg(test)]

@@ -155,40 +155,22 @@ pub async fn carry_out_with(
             Err(e) => tracing::warn!("could not settle the journal's unknown outcomes: {e}"),
         }
     }
-    let run = &Run {
-        lanes: Lanes::new(inv.defaults.concurrency),
-        confirmations: Confirmations::new(inv, steer.health.is_some()),
-        reader: observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries),
-    };
-    let jobs = plan.zones.into_iter().map(|zp| async move {
-        let permit = run.lanes.work.clone().acquire_owned().await.ok();
-        repair_zone(inv, obs, zp, mode, steer, run, permit).await
+    // A zone keeps its permit until its change is seen on every server: at most `concurrency`
+    // changes are unverified at once, so the UPDATEs never outrun what the secondaries take
+    // (bench/README.md: released during the wait, they did, and BIND fell seconds behind).
+    let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
+    let confirmations = Confirmations::new(inv, steer.health.is_some());
+    let confirmations = &confirmations;
+    // One reader for every zone's propagation polls: a socket per server for the run.
+    let reader = &observe::DnsReader::new(inv.defaults.timeout, inv.defaults.retries);
+    let jobs = plan.zones.into_iter().map(|zp| {
+        let limit = limit.clone();
+        async move {
+            let _permit = limit.acquire().await;
+            repair_zone(inv, obs, zp, mode, steer, confirmations, reader).await
+        }
     });
     futures_util::future::join_all(jobs).await
-}
-
-/// What the zones of one run share.
-pub(super) struct Run {
-    lanes: Lanes,
-    /// The evidence of the run's deletes, each read or probe made once.
-    confirmations: Confirmations,
-    /// One reader for every zone's propagation polls: a socket per server for the run.
-    reader: observe::DnsReader,
-}
-
-/// The two bounds on the zones a run works at once, each `concurrency`: zones being confirmed
-/// and updated, and zones waiting for their change to show on every server. A zone leaves the
-/// first for the second when its UPDATE is answered, so that a zone waiting on a slow
-/// secondary (for up to `propagation_timeout`) does not keep the next zone from its UPDATE.
-pub(super) struct Lanes {
-    work: Arc<Semaphore>,
-    waits: Semaphore,
-}
-
-impl Lanes {
-    pub(super) fn new(concurrency: usize) -> Lanes {
-        Lanes { work: Arc::new(Semaphore::new(concurrency)), waits: Semaphore::new(concurrency) }
-    }
 }
 
 /// The zone's plan is to be sent: it has changes, and the zone's policy or the operator allows it.
@@ -202,9 +184,8 @@ pub(super) async fn repair_zone(
     mut zp: ZonePlan,
     mode: Mode<'_>,
     steer: &Steer<'_>,
-    run: &Run,
-    // The zone's place among the working ones, given up when its UPDATE is answered.
-    working: Option<tokio::sync::OwnedSemaphorePermit>,
+    confirmations: &Confirmations,
+    reader: &observe::DnsReader,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };
     let Some(zone) = inv.zone(&zp.zone).cloned() else {
@@ -221,7 +202,7 @@ pub(super) async fn repair_zone(
     }
     // The evidence a delete rests on is read again just before it is sent, and a dead host is
     // probed again (see confirm_deletes): a verdict is older than the delete.
-    confirm_deletes(inv, obs, &mut zp, &run.confirmations).await;
+    confirm_deletes(inv, obs, &mut zp, confirmations).await;
     if zp.changes.is_empty() {
         return outcome(zp, ZoneResult::NotApplied, vec![]);
     }
@@ -253,11 +234,7 @@ pub(super) async fn repair_zone(
         match sent {
             Ok(Committed::NotSent) => return outcome(zp, ZoneResult::WouldApply, vec![]),
             Ok(Committed::Applied { id }) => {
-                drop(working);
-                let seen = {
-                    let _waiting = run.lanes.waits.acquire().await;
-                    await_propagation(inv, &run.reader, &zone, &update, Some(primary)).await
-                };
+                let seen = await_propagation(inv, reader, &zone, &update, Some(primary)).await;
                 if seen.primary_unchanged {
                     let error = not_applied(mode, id, &zone.name, primary);
                     return outcome(zp, ZoneResult::Failed { error }, seen.servers);

@@ -87,9 +87,8 @@ pub async fn await_propagation(
 
 /// The pause after poll round `round` of [`await_propagation`]: 25, 50, 100 ms, then 200 ms.
 /// A secondary usually has the change within tens of milliseconds of the primary's NOERROR
-/// (NOTIFY + IXFR), and each zone holds a place among the run's waiting zones while it waits
-/// (`carry::Lanes`; it held a concurrency permit until 2026-12-03): a fixed 200 ms made that
-/// wait, not the primary, the limit of a large repair (bench/README.md).
+/// (NOTIFY + IXFR), and each zone holds a concurrency permit while it waits: a fixed 200 ms
+/// made that wait, not the primary, the limit of a large repair (bench/README.md).
 fn poll_pause(round: u32) -> Duration {
     Duration::from_millis(25 << round.min(3))
 }
