@@ -28,7 +28,12 @@ pub enum UpdateError {
     ServFail { zone: DnsName, server: SocketAddr, attempts: u32 },
     #[error("zone {zone}: the RRset changed since it was observed ({rcode} from {server}); nothing was overwritten")]
     Conflict { zone: DnsName, server: SocketAddr, rcode: String },
-    #[error("zone {zone}: no answer from {server} within {}", humantime::format_duration(*.timeout))]
+    /// Sent, and no answer came: the server may have applied it. A primary drops updates past
+    /// its queue (BIND: `update-quota`, and a short `tcp-listen-queue` drops connections).
+    #[error(
+        "zone {zone}: no answer from {server} within {}; the server may have applied it: the journal says \"unknown\" until the next run sees the zone (many such timeouts: the primary may be dropping updates, see its log for update-quota or tcp-listen-queue, or a firewall)",
+        humantime::format_duration(*.timeout)
+    )]
     Timeout { zone: DnsName, server: SocketAddr, timeout: Duration },
     /// Nothing was sent.
     #[error("zone {zone}: cannot reach {server}: {why}")]

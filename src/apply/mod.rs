@@ -163,4 +163,37 @@ mod tests {
         assert_eq!(Authority::over(Policy::Audit, true), Authority::Operator);
         assert!(Authority::Operator.check(&zone).is_ok());
     }
+
+    /// An UPDATE nobody answers may still have been applied: it is journaled as unknown, and
+    /// the operator is told that, and what makes a primary drop updates, not only "no answer".
+    #[tokio::test]
+    async fn an_update_nobody_answers_is_unknown_and_the_error_names_what_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        // Never accepted: the kernel completes the handshake and takes the message; nobody answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = silent.local_addr().unwrap();
+        let zone = DnsName::parse("corp.test").unwrap();
+        let kms = crate::model::SrvRecord {
+            target: DnsName::parse("kms1.corp.test").unwrap(),
+            port: 1688,
+            priority: 0,
+            weight: 0,
+            ttl: 600,
+        };
+        let update = RrsetUpdate { zone: zone.clone(), expected: vec![], deletes: vec![], adds: vec![kms] };
+        let timeout = Duration::from_millis(300);
+        let err =
+            commit(Mode::Apply(&journal), Authority::Operator, server, &Auth::Unsigned, &update, vec![], None, timeout)
+                .await
+                .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("no answer from") && text.contains("journal entry 1"), "{text}");
+        assert!(text.contains("may have applied it") && text.contains("\"unknown\""), "{text}");
+        assert!(text.contains("update-quota") && text.contains("tcp-listen-queue"), "{text}");
+        let entries = journal.entries().unwrap();
+        let outcome = entries[0].outcome.as_ref().expect("an outcome line");
+        assert_eq!(outcome.result, crate::journal::Applied::Unknown, "{entries:?}");
+        drop(silent);
+    }
 }
