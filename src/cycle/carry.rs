@@ -156,8 +156,9 @@ pub async fn carry_out_with(
         }
     }
     // A zone keeps its permit until its change is seen on every server: at most `concurrency`
-    // changes are unverified at once, so the UPDATEs never outrun what the secondaries take
-    // (bench/README.md: released during the wait, they did, and BIND fell seconds behind).
+    // changes are unverified at once, so the UPDATEs cannot outrun what the secondaries take
+    // (bench/README.md: with the permit given up during the wait, the UPDATEs went faster and
+    // the runs did not, the last zones reaching the secondary seconds after the last UPDATE).
     let limit = Arc::new(Semaphore::new(inv.defaults.concurrency));
     let confirmations = Confirmations::new(inv, steer.health.is_some());
     let confirmations = &confirmations;
