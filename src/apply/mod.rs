@@ -112,10 +112,19 @@ pub async fn commit(
     };
     // A primary takes only so many updates at once: the slot is held from the intent to the
     // answer, and the outcome is written after it is given back.
+    let asked = std::time::Instant::now();
     let slot = update_slot(server).acquire_owned().await;
+    let waited = asked.elapsed();
     let id = journal.intent(&update.zone, &server.to_string(), &update.expected, &update.after(), reasons, undo_of)?;
+    let sent = std::time::Instant::now();
     let result = rfc2136::send(update, server, auth, timeout).await;
     drop(slot);
+    tracing::debug!(
+        "zone {}: journal entry {id}: {server} answered in {} ms, after {} ms waiting for an update slot",
+        update.zone,
+        sent.elapsed().as_millis(),
+        waited.as_millis()
+    );
     match result {
         Ok(()) => {
             // The change is made whatever the journal says: a failed write of its outcome

@@ -215,6 +215,7 @@ pub(super) async fn repair_zone(
         Ok(p) => p,
         Err(error) => return outcome(zp, ZoneResult::Failed { error }, vec![]),
     };
+    tracing::debug!("zone {}: the evidence of its changes holds; its update goes to {primary}", zone.name);
     let timeout = observe::worst_case(inv.defaults.timeout, inv.defaults.retries);
     let mut attempts = 0;
     loop {

@@ -44,12 +44,16 @@ pub async fn await_propagation(
     update: &RrsetUpdate,
     primary: Option<SocketAddr>,
 ) -> Propagation {
-    let deadline = Instant::now() + inv.defaults.propagation_timeout;
+    let started = Instant::now();
+    let deadline = started + inv.defaults.propagation_timeout;
     let after = update.after();
-    let mut last: Vec<ServerCheck>;
+    let mut last: Vec<Option<ServerCheck>> = vec![None; zone.servers.len()];
     let mut round = 0;
+    // A server that has served the change once is not asked again.
+    let pending = |seen: &Option<ServerCheck>| !seen.as_ref().is_some_and(|c| c.converged);
     loop {
-        last = futures_util::future::join_all(zone.servers.iter().map(|s| async {
+        let asked = zone.servers.iter().zip(&last).filter(|(_, seen)| pending(seen));
+        let answers = futures_util::future::join_all(asked.map(|(s, _)| async {
             let answer = match observe::dns::server_socket_addrs(s, inv.defaults.timeout).await {
                 Ok(addrs) => match addrs.first() {
                     Some(a) => reader.srv_on(*a, &zone.name).await,
@@ -64,8 +68,18 @@ pub async fn await_propagation(
             ServerCheck { server: s.to_string(), converged, moved_on, answer: describe(&answer) }
         }))
         .await;
-        if last.iter().all(|s| s.converged) {
-            return Propagation { servers: last, primary_unchanged: false };
+        let mut answers = answers.into_iter();
+        for seen in last.iter_mut().filter(|seen| pending(seen)) {
+            *seen = answers.next();
+        }
+        if !last.iter().any(pending) {
+            tracing::debug!(
+                "zone {}: the change is on every server after {} ms ({} polls)",
+                zone.name,
+                started.elapsed().as_millis(),
+                round + 1
+            );
+            return Propagation { servers: last.into_iter().flatten().collect(), primary_unchanged: false };
         }
         if Instant::now() >= deadline {
             // Changed nothing at all on the primary itself: not applied. Unreadable: unknown,
@@ -78,7 +92,7 @@ pub async fn await_propagation(
                     .is_some_and(|rs| same_rrset(rs, &update.expected)),
                 _ => false,
             };
-            return Propagation { servers: last, primary_unchanged };
+            return Propagation { servers: last.into_iter().flatten().collect(), primary_unchanged };
         }
         tokio::time::sleep(poll_pause(round)).await;
         round = round.saturating_add(1);
