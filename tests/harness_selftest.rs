@@ -41,6 +41,31 @@ fn secondary_follows_primary_updates() {
     assert_eq!(lab.dig(1, "kms9.corp.test", "A"), ["127.0.0.29"]);
 }
 
+/// named picks the source port of each NOTIFY at random and binds it with SO_REUSEPORT: in the
+/// kernel's ephemeral range, where `free_port` takes the lab servers' ports, a primary once sent
+/// a NOTIFY from the secondary's own port to the secondary, the NOTIFY came back to the
+/// primary's socket, and the secondary never heard of the change (bench/README.md). The
+/// secondary's log names each NOTIFY's source: none may be a port the kernel hands out.
+#[test]
+fn named_sends_notifies_from_ports_no_lab_server_can_listen_on() {
+    let lab = BindLab::primary_secondary(&[corp_test()]);
+    for i in 1..=3 {
+        lab.update(0, "corp.test", &[&format!("update add n{i}.corp.test. 3600 IN A 127.0.0.{i}")]);
+        lab.wait_converged("corp.test");
+    }
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let kernel: Vec<u16> = range.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let log = lab.servers[1].log();
+    let sources: Vec<u16> = log
+        .lines()
+        .filter(|l| l.contains("received notify for zone"))
+        .filter_map(|l| l.split("127.0.0.1#").nth(1)?.split(':').next()?.parse().ok())
+        .collect();
+    assert!(sources.len() >= 3, "the secondary logged {} NOTIFYs:\n{log}", sources.len());
+    let inside: Vec<&u16> = sources.iter().filter(|p| (kernel[0]..=kernel[1]).contains(p)).collect();
+    assert!(inside.is_empty(), "NOTIFYs from {inside:?}, in the kernel's ephemeral range {kernel:?}");
+}
+
 #[test]
 fn independent_primaries_diverge_and_stop() {
     let mut lab = BindLab::independent_primaries(&[corp_test()], 2);

@@ -125,6 +125,7 @@ impl Drop for Resolver {
 
 fn write_config(dir: &std::path::Path, port: u16, zones: &[(&str, SocketAddr)]) {
     let d = dir.display();
+    let ports = super::bind::outgoing_udp_ports();
     // A root of our own, on loopback: the resolver never asks the real root servers.
     fs::write(dir.join("root.hint"), ". 3600000 IN NS root.invalid.\nroot.invalid. 3600000 IN A 127.0.0.1\n")
         .expect("write root.hint");
@@ -140,6 +141,7 @@ fn write_config(dir: &std::path::Path, port: u16, zones: &[(&str, SocketAddr)]) 
     allow-query-cache {{ 127.0.0.1; }};
     dnssec-validation no;
     querylog yes;
+    {ports}
 }};
 controls {{ }};
 logging {{
