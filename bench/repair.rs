@@ -9,6 +9,7 @@
 //! ```text
 //! cargo bench --bench repair -- [ZONES] [RUNS]   # default 1000 zones, 3 runs
 //! cargo test --bench repair                      # the CI smoke size: 50 zones, 1 run
+//! REPAIR_STEPS=1 cargo bench --bench repair -- 1000 3   # and when each step of each run ended
 //! ```
 //!
 //! The estate is built with the integration tests' harness (tests/support): `zoneNNNNN.bench`
@@ -26,7 +27,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Timed, kmsdns, median, support_tool, timed};
+use common::{Timed, kmsdns, median, support_tool, timed, timed_env};
 use kmsdns::demo::responder::{Behaviour, KmsResponder};
 use support::{BindLab, ZoneSpec, loopback_ip};
 
@@ -170,8 +171,10 @@ impl Estate {
             Ok(w) => format!("confirm_window = \"{w}\"\n"),
             Err(_) => String::new(),
         };
+        // REPAIR_CONCURRENCY: the inventory's `concurrency` instead of the default 64.
+        let concurrency = std::env::var("REPAIR_CONCURRENCY").unwrap_or_else(|_| "64".into());
         let mut text = format!(
-            "[defaults]\ntimeout = \"2s\"\nretries = 1\nconcurrency = 64\npropagation_timeout = \"30s\"\n{window}\n\
+            "[defaults]\ntimeout = \"2s\"\nretries = 1\nconcurrency = {concurrency}\npropagation_timeout = \"30s\"\n{window}\n\
              [daemon]\nstate_dir = \"{}\"\n\n[[key]]\nname = \"{}\"\nalgorithm = \"hmac-sha256\"\nsecret_file = \"{}\"\n\n",
             state.display(),
             lab.key.name,
@@ -212,10 +215,16 @@ impl Estate {
         let state = self.state.to_str().expect("a UTF-8 path");
         let primary_pid = self.lab.servers[0].pid();
         let named_before = common::proc_cpu(primary_pid);
-        let r = timed(
-            &kmsdns(),
-            &["repair", "--apply", "--format", "json", "--config", self.config(), "--state-dir", state],
-        );
+        let args = ["repair", "--apply", "--format", "json", "--config", self.config(), "--state-dir", state];
+        let steps = std::env::var_os("REPAIR_STEPS").is_some();
+        let started = std::time::SystemTime::now();
+        let r = match steps {
+            true => timed_env(&kmsdns(), &args, &[("RUST_LOG", "kmsdns=debug")]),
+            false => timed(&kmsdns(), &args),
+        };
+        if steps {
+            println!("  run {run}: {}", Steps::of(started, &r.stderr, r.wall));
+        }
         let named_cpu = common::proc_cpu(primary_pid).saturating_sub(named_before);
         self.check_repair(run, &r);
         let journal =
@@ -236,8 +245,32 @@ impl Estate {
     }
 
     fn check_repair(&self, run: usize, r: &Timed) {
-        assert!(r.ok(), "repair run {run} exited {:?}:\n{}\n{}", r.code, r.stderr, tail(&r.stdout));
-        let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("the repair prints JSON");
+        let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        if !r.ok() {
+            // The zones that went wrong first: the tail of a report of 1,000 is the last zones'.
+            let unwell: Vec<String> = report["zones"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|z| z["result"]["result"] != "applied" && z["result"]["result"] != "nothing-to-do")
+                .chain(
+                    report["zones"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|z| z["result"]["lagging"].as_array().is_some_and(|l| !l.is_empty())),
+                )
+                .take(5)
+                .map(|z| format!("{} {} {}", z["zone"], z["result"], z["servers"]))
+                .collect();
+            let stderr = r.stderr.lines().filter(|l| !l.contains(" DEBUG ")).collect::<Vec<_>>().join("\n");
+            panic!(
+                "repair run {run} exited {:?}:\n{stderr}\nzones that went wrong (of the first):\n{}\n{}",
+                r.code,
+                unwell.join("\n"),
+                self.troubles(&unwell.join("\n"))
+            );
+        }
         assert!(report["exit_code"] == 0 && report["applied"] == true, "repair run {run}: {}", tail(&r.stdout));
         let zones = report["zones"].as_array().expect("zones");
         assert_eq!(zones.len(), self.zones + 1, "repair run {run}: zones reported");
@@ -282,8 +315,34 @@ impl Estate {
     /// The zones healed ([`Estate::healed`]), or a panic saying why not.
     fn check_healed(&self, what: &str) {
         if let Err(why) = self.healed() {
-            panic!("{what}: the zones are not healed: {why}");
+            panic!("{what}: the zones are not healed: {why}\n{}", self.troubles(&why));
         }
+    }
+
+    /// What the servers' logs say went wrong, for a run that failed: a few lines of each kind,
+    /// and every line about the first zone `why` names.
+    fn troubles(&self, why: &str) -> String {
+        let zone = why.match_indices("zone").map(|(i, _)| &why[i..]).find_map(|w| {
+            let name = w.get(..15)?;
+            (name[4..9].bytes().all(|b| b.is_ascii_digit()) && name.ends_with(".bench")).then_some(name)
+        });
+        let mut out = String::new();
+        for s in &self.lab.servers {
+            let log = s.log();
+            let words = ["fail", "error", "quota", "refused", "timed out", "retry", "denied"];
+            let bad: Vec<&str> = log.lines().filter(|l| words.iter().any(|w| l.to_lowercase().contains(w))).collect();
+            let _ = writeln!(out, "named {}: {} troubled log line(s)", s.addr, bad.len());
+            for l in bad.iter().take(8).chain(bad.iter().rev().take(4).rev()) {
+                let _ = writeln!(out, "  {l}");
+            }
+            if let Some(zone) = zone {
+                let _ = writeln!(out, "named {}, of {zone}:", s.addr);
+                for l in log.lines().filter(|l| l.contains(zone)) {
+                    let _ = writeln!(out, "  {l}");
+                }
+            }
+        }
+        out
     }
 
     /// The zones healed: an audit is clean, with exactly kms1 + kms2 on both servers of every
@@ -300,7 +359,11 @@ impl Estate {
                 && f["target"].as_str().is_some_and(|t| t.starts_with("dead1.") || t.starts_with("dead2."))
         };
         if let Some(f) = findings.iter().find(|f| !expected(f)) {
-            return Err(format!("{} finding(s), e.g. {f}", findings.len()));
+            let mut by_server = std::collections::BTreeMap::<&str, usize>::new();
+            for f in findings.iter().filter(|f| !expected(f)) {
+                *by_server.entry(f["server"].as_str().unwrap_or("no server")).or_default() += 1;
+            }
+            return Err(format!("{} finding(s), by server {by_server:?}, e.g. {f}", findings.len()));
         }
         if findings.len() != 2 * self.zones || a.code != Some(1) {
             let (n, code) = (findings.len(), a.code);
@@ -400,7 +463,10 @@ impl Estate {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("dnsperf run {run}: the zones are not healed 30 s after dnsperf started: {why}");
+        panic!(
+            "dnsperf run {run}: the zones are not healed 30 s after dnsperf started: {why}\n{}",
+            self.troubles(&why)
+        );
     }
 }
 
@@ -408,4 +474,61 @@ impl Estate {
 fn tail(s: &str) -> &str {
     let start = s.len().saturating_sub(2000);
     &s[(start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len())..]
+}
+
+/// When the steps of one kmsdns run ended, from its debug log (`REPAIR_STEPS=1`): each UPDATE's
+/// answer (`apply::commit`) and each zone's propagation (`verify::await_propagation`), timed
+/// from the process's start.
+struct Steps {
+    /// When each UPDATE was answered, and how long it took.
+    answers: Vec<(Duration, Duration)>,
+    /// Each zone's wait from the NOERROR until every server served the change, and its polls.
+    propagation: Vec<(Duration, u32)>,
+    wall: Duration,
+}
+
+impl Steps {
+    fn of(started: std::time::SystemTime, log: &str, wall: Duration) -> Steps {
+        let ms = |s: &str| Duration::from_millis(s.parse().expect("a number of milliseconds"));
+        let mut steps = Steps { answers: vec![], propagation: vec![], wall };
+        for line in log.lines() {
+            let Some((stamp, rest)) = line.split_once(' ') else { continue };
+            if let Some((_, took)) = rest.split_once(" answered in ") {
+                let at = humantime::parse_rfc3339(stamp).expect("a timestamped log line");
+                let at = at.duration_since(started).unwrap_or_default();
+                let took = took.split(" ms").next().expect("\"N ms\"");
+                steps.answers.push((at, ms(took)));
+            } else if let Some((_, after)) = rest.split_once("the change is on every server after ") {
+                let (took, polls) = after.split_once(" ms (").expect("\"N ms (P polls)\"");
+                let polls = polls.trim_end_matches(" polls)").parse().expect("a number of polls");
+                steps.propagation.push((ms(took), polls));
+            }
+        }
+        steps
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.answers.is_empty() || self.propagation.is_empty() {
+            return write!(f, "no UPDATE or propagation in the log (was it built before the debug lines?)");
+        }
+        let secs = |d: Duration| d.as_secs_f64();
+        let millis = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;
+        let first = self.answers.iter().map(|a| a.0.saturating_sub(a.1)).min().unwrap_or_default();
+        let last = self.answers.iter().map(|a| a.0).max().unwrap_or_default();
+        let polls = median(self.propagation.iter().map(|p| Duration::from_secs(p.1.into())).collect());
+        write!(
+            f,
+            "first UPDATE sent at {:.2} s, last answered at {:.2} s ({} UPDATEs, {:.1} ms each, median); \
+             propagation {:.0} ms ({} polls, median); the run ends at {:.2} s",
+            secs(first),
+            secs(last),
+            self.answers.len(),
+            millis(self.answers.iter().map(|a| a.1).collect()),
+            millis(self.propagation.iter().map(|p| p.0).collect()),
+            polls.as_secs(),
+            secs(self.wall),
+        )
+    }
 }
