@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
 use crate::inventory::{ServerAddr, ServerHost};
@@ -293,7 +293,7 @@ impl DnsReader {
         transport: Transport,
         edns: bool,
     ) -> Result<Message, ReadError> {
-        let query = encode_query(q, edns)?;
+        let query = encode_query(q, edns);
         let with_id = |id: u16| {
             let mut bytes = query.clone();
             bytes[..2].copy_from_slice(&id.to_be_bytes());
@@ -402,23 +402,37 @@ fn ttl(raw: u32) -> u32 {
 /// dnsperf (`-B`): BIND answers RD=0 with its NS records and their addresses beside the answer
 /// (`minimal-responses no-auth-recursive`, its default), so a baseline asked with RD=1 and no
 /// EDNS, as dnsperf's text input is, gets smaller answers and is not the same question.
-pub fn authoritative_query(name: &DnsName, rtype: RecordType) -> Result<Vec<u8>, ReadError> {
+pub fn authoritative_query(name: &DnsName, rtype: RecordType) -> Vec<u8> {
     encode_query(Question { name, rtype, recursive: false }, true)
 }
 
-/// A query for `q`, RD=0 unless it is a resolver's question, with ID 0 (the sender sets the ID).
-fn encode_query(q: Question<'_>, edns: bool) -> Result<Vec<u8>, ReadError> {
-    let mut m = Message::new(0, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = q.recursive;
-    let mut query = Query::query(q.name.to_hickory(), q.rtype);
-    query.set_query_class(DNSClass::IN);
-    m.add_query(query);
-    if edns {
-        let mut e = Edns::new();
-        e.set_max_payload(EDNS_PAYLOAD);
-        m.set_edns(e);
+/// A query for `q`, RD=0 unless it is a resolver's question, with ID 0 (the sender sets the ID),
+/// and with EDNS (version 0, no flags, no options) when `edns`. Written out here, byte for byte
+/// what hickory's `Message` writes (`queries_are_encoded_as_hickory_encodes_them`): built as a
+/// `Message`, each query's name was parsed from text again and the message serialised field by
+/// field, 9 % of the CPU of a 10,000-zone audit's 60,000 questions (perf). A [`DnsName`] is
+/// valid on the wire as it is: labels of 1 to 63 octets, 253 octets in all.
+fn encode_query(q: Question<'_>, edns: bool) -> Vec<u8> {
+    let name = q.name.as_str();
+    let mut m = Vec::with_capacity(12 + name.len() + 2 + 4 + 11);
+    let rd = if q.recursive { 0x01 } else { 0x00 };
+    // ID 0; QR=0, OPCODE=QUERY, RD; QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT (the OPT record).
+    m.extend_from_slice(&[0, 0, rd, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
     }
-    m.to_vec().map_err(|e| ReadError::Network(format!("the question {q} could not be encoded: {e}")))
+    m.push(0);
+    m.extend_from_slice(&u16::from(q.rtype).to_be_bytes());
+    m.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+    if edns {
+        // OPT (RFC 6891 §6.1.2): the root's name, TYPE 41, CLASS the payload size, TTL 0
+        // (extended RCODE, version, flags), RDLENGTH 0.
+        m.extend_from_slice(&[0, 0, 41]);
+        m.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    m
 }
 
 /// The answer to `q`, or why these bytes are not one (see the module doc).
@@ -535,6 +549,34 @@ pub async fn system_addresses(name: &DnsName, timeout: Duration) -> Resolution {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn queries_are_encoded_as_hickory_encodes_them() {
+        use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+        let hickory = |q: Question<'_>, edns: bool| {
+            let mut m = Message::new(0, MessageType::Query, OpCode::Query);
+            m.metadata.recursion_desired = q.recursive;
+            let mut query = Query::query(q.name.to_hickory(), q.rtype);
+            query.set_query_class(DNSClass::IN);
+            m.add_query(query);
+            if edns {
+                let mut e = Edns::new();
+                e.set_max_payload(EDNS_PAYLOAD);
+                m.set_edns(e);
+            }
+            m.to_vec().unwrap()
+        };
+        let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        for name in ["_vlmcs._tcp.corp.example.com", "corp.test", "a", "_kmsdns-view.zone00001.bench", &long] {
+            let name = DnsName::parse(name).unwrap();
+            for rtype in [RecordType::SRV, RecordType::SOA, RecordType::TXT, RecordType::A, RecordType::AAAA] {
+                for (recursive, edns) in [(false, true), (false, false), (true, true), (true, false)] {
+                    let q = Question { name: &name, rtype, recursive };
+                    assert_eq!(encode_query(q, edns), hickory(q, edns), "{q} rd={recursive} edns={edns}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn ip(last: u8) -> IpAddr {
