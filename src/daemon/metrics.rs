@@ -88,6 +88,9 @@ impl Metrics {
     pub fn observe(&mut self, inv: &Inventory, obs: &Observation) {
         self.servers.clear();
         self.hosts.clear();
+        // Each active host's zones as a set: a scan of its list per zone is quadratic.
+        let active: Vec<(&crate::inventory::KmsHost, std::collections::HashSet<&crate::name::DnsName>)> =
+            inv.hosts.iter().filter(|h| h.state == HostState::Active).map(|h| (h, h.zones.iter().collect())).collect();
         for view in &obs.zones {
             let zone = view.zone.to_string();
             let mut hosts: Vec<(&crate::name::DnsName, u16)> = Vec::new();
@@ -95,12 +98,7 @@ impl Metrics {
                 self.servers.insert((zone.clone(), s.server.to_string()), s.srv.known_records().is_some());
                 hosts.extend(s.srv.known_records().unwrap_or(&[]).iter().map(|r| (&r.target, r.port)));
             }
-            hosts.extend(
-                inv.hosts
-                    .iter()
-                    .filter(|h| h.state == HostState::Active && h.zones.contains(&view.zone))
-                    .map(|h| (&h.name, h.port)),
-            );
+            hosts.extend(active.iter().filter(|(_, zones)| zones.contains(&view.zone)).map(|(h, _)| (&h.name, h.port)));
             for (name, port) in hosts {
                 let now = match health(obs, name, port) {
                     Health::Up => HostLiveness::Up,

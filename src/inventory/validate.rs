@@ -407,7 +407,7 @@ pub(super) fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<P
     }
 
     if c.problems.is_empty() {
-        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon, ad, instance })
+        Ok(Inventory { defaults, zones, hosts, keys, state_dir, daemon, ad, instance, zone_index: Default::default() })
     } else {
         Err(c.problems)
     }

@@ -72,8 +72,9 @@ impl Failover {
             }
         };
         new.state = HostState::Active;
+        let mut has: std::collections::HashSet<DnsName> = new.zones.iter().cloned().collect();
         for z in &zones {
-            if !new.zones.contains(z) {
+            if has.insert(z.clone()) {
                 new.zones.push(z.clone());
             }
         }
@@ -90,8 +91,13 @@ impl Failover {
 /// holding only changes to `from`'s and `to`'s records. `inv` is the overridden inventory.
 pub fn plan(inv: &Inventory, obs: &Observation, findings: &[Finding], f: &Failover) -> Plan {
     let by_zone = ByZone::new(obs, findings);
-    let zones =
-        inv.zones.iter().filter(|z| f.zones.contains(&z.name)).map(|z| plan_zone(inv, obs, &by_zone, z, f)).collect();
+    let of_failover: std::collections::HashSet<&DnsName> = f.zones.iter().collect();
+    let zones = inv
+        .zones
+        .iter()
+        .filter(|z| of_failover.contains(&z.name))
+        .map(|z| plan_zone(inv, obs, &by_zone, z, f))
+        .collect();
     Plan { zones }
 }
 

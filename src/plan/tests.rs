@@ -493,4 +493,28 @@ fn audit_and_plan_are_linear_in_the_zones() {
     assert!(large <= 6 * small, "300 zones: {small} comparisons, 1200 zones: {large}");
 }
 
+/// What the daemon does beside the audit and the plan on each cycle (the TTL check, its
+/// metrics, carrying out each zone's plan, which looks the zone up), and a failover's plan of
+/// every zone: linear too. Each was a scan of every zone (or of a host's zone list) per zone.
+#[test]
+fn a_daemon_cycle_and_a_failover_plan_are_linear_in_the_zones() {
+    let work = |n: usize| {
+        let (inv, obs) = estate(n);
+        let findings = crate::audit::audit(&inv, &obs);
+        let from = DnsName::parse("dead.test").unwrap();
+        let to = DnsName::parse("kms3.test").unwrap();
+        let ((), made) = crate::name::comparisons::made_by(|| {
+            crate::audit::ttl_findings(&inv, &obs);
+            crate::daemon::metrics::Metrics::default().observe(&inv, &obs);
+            assert!(obs.zones.iter().all(|v| inv.zone(&v.zone).is_some()));
+            let (f, over) = crate::plan::failover::Failover::new(&inv, &from, &to);
+            let plan = crate::plan::failover::plan(&over, &obs, &findings, &f);
+            assert_eq!(plan.zones.len(), n);
+        });
+        made
+    };
+    let (small, large) = (work(300), work(1200));
+    assert!(large <= 6 * small, "300 zones: {small} comparisons, 1200 zones: {large}");
+}
+
 mod peers;
