@@ -676,7 +676,7 @@ fn resolvers(rt: &tokio::runtime::Runtime, flag: Option<&str>) -> Result<Vec<kms
 
 fn client_check(domain: &str, resolver: Option<&str>, connect_timeout: std::time::Duration, format: Format) -> i32 {
     use kmsdns::client_check::{DNS_RETRIES, DNS_TIMEOUT, Settings, check, judge};
-    let domain = match kmsdns::name::DnsName::parse(domain) {
+    let domain = match kmsdns::name::DnsName::parse_domain(domain) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("kmsdns: '{domain}' is not a DNS name: {e}");

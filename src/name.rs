@@ -78,7 +78,14 @@ pub enum NameError {
     BadCharacter(String),
     #[error("the label '{0}' starts or ends with '-'")]
     Hyphen(String),
+    #[error(
+        "the name is {0} characters: its KMS record _vlmcs._tcp.<name> must fit in 253, so a zone or domain has at most {MAX_KMS_DOMAIN}"
+    )]
+    NoRoomForVlmcs(usize),
 }
+
+/// The longest zone or domain whose `_vlmcs._tcp.` owner is still a name (RFC 1035 §2.3.4).
+pub const MAX_KMS_DOMAIN: usize = 253 - "_vlmcs._tcp.".len();
 
 impl DnsName {
     /// Parses a name given by a person or a server; one trailing dot is allowed.
@@ -94,6 +101,16 @@ impl DnsName {
             check_label(label.as_bytes())?;
         }
         Ok(DnsName(text.to_ascii_lowercase()))
+    }
+
+    /// A zone or KMS domain: a name as [`DnsName::parse`] takes it, short enough that its
+    /// [`DnsName::vlmcs_owner`] is a name too.
+    pub fn parse_domain(text: &str) -> Result<Self, NameError> {
+        let name = Self::parse(text)?;
+        match name.0.len() {
+            n if n > MAX_KMS_DOMAIN => Err(NameError::NoRoomForVlmcs(n)),
+            _ => Ok(name),
+        }
     }
 
     /// The name as hickory reads it from the wire; `None` for the root or a name that does not
@@ -139,7 +156,8 @@ impl DnsName {
                 && self.0.as_bytes()[self.0.len() - zone.0.len() - 1] == b'.')
     }
 
-    /// `_vlmcs._tcp.<zone>`, the owner name KMS clients look up (RFC 2782 form).
+    /// `_vlmcs._tcp.<zone>`, the owner name KMS clients look up (RFC 2782 form); a name when
+    /// `self` came from [`DnsName::parse_domain`], as every zone and domain kmsdns asks about does.
     pub fn vlmcs_owner(&self) -> DnsName {
         DnsName(format!("_vlmcs._tcp.{}", self.0))
     }

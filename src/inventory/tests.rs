@@ -147,6 +147,21 @@ priority = -1
     );
 }
 
+/// A zone's KMS record is `_vlmcs._tcp.<zone>`: a zone name within 12 octets of the 253 limit
+/// is a valid name whose record cannot be named, so it is refused where it is written.
+#[test]
+fn a_zone_too_long_for_its_vlmcs_record_is_refused() {
+    let zone = |len: usize| {
+        let name = format!("{}{}", "abcdefghi.".repeat(len / 10), "x".repeat(len % 10));
+        assert!(name.len() == len && !name.ends_with('.'), "{name}");
+        format!("[[zone]]\nname = \"{name}\"\nservers = [\"127.0.0.1\"]\n")
+    };
+    assert!(Inventory::from_toml(&zone(241)).is_ok(), "241 octets leave room for _vlmcs._tcp.");
+    let p = one_problem(&zone(243));
+    assert_eq!(p.key, "zone[0].name");
+    assert!(p.message.contains("_vlmcs._tcp.") && p.message.contains("241"), "{}", p.message);
+}
+
 #[test]
 fn an_active_host_needs_a_zone() {
     let p = one_problem(

@@ -25,7 +25,21 @@ impl Checker<'_> {
     }
 
     fn name(&mut self, value: &Spanned<String>, key: String) -> Option<DnsName> {
-        match DnsName::parse(value.get_ref()) {
+        self.name_by(DnsName::parse, value, key)
+    }
+
+    /// A zone's name: its `_vlmcs._tcp` record must be nameable too.
+    fn zone_name(&mut self, value: &Spanned<String>, key: String) -> Option<DnsName> {
+        self.name_by(DnsName::parse_domain, value, key)
+    }
+
+    fn name_by(
+        &mut self,
+        parse: fn(&str) -> Result<DnsName, crate::name::NameError>,
+        value: &Spanned<String>,
+        key: String,
+    ) -> Option<DnsName> {
+        match parse(value.get_ref()) {
             Ok(n) => Some(n),
             Err(e) => {
                 self.report(value.span(), key, format!("'{}' is not a valid DNS name: {e}", value.get_ref()));
@@ -249,7 +263,7 @@ pub(super) fn validate(text: &str, raw: RawInventory) -> Result<Inventory, Vec<P
     let mut zones = Vec::new();
     let mut seen_zones = HashSet::new();
     for (i, z) in raw.zone.iter().enumerate() {
-        let Some(name) = c.name(&z.name, format!("zone[{i}].name")) else { continue };
+        let Some(name) = c.zone_name(&z.name, format!("zone[{i}].name")) else { continue };
         if !seen_zones.insert(name.clone()) {
             c.report(z.name.span(), format!("zone[{i}].name"), format!("the zone '{name}' is declared twice"));
         }
