@@ -252,14 +252,11 @@ impl Estate {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|z| z["result"]["result"] != "applied" && z["result"]["result"] != "nothing-to-do")
-                .chain(
-                    report["zones"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|z| z["result"]["lagging"].as_array().is_some_and(|l| !l.is_empty())),
-                )
+                .filter(|z| {
+                    let result = &z["result"];
+                    (result["result"] != "applied" && result["result"] != "nothing-to-do")
+                        || result["lagging"].as_array().is_some_and(|l| !l.is_empty())
+                })
                 .take(5)
                 .map(|z| format!("{} {} {}", z["zone"], z["result"], z["servers"]))
                 .collect();
@@ -324,7 +321,7 @@ impl Estate {
     fn troubles(&self, why: &str) -> String {
         let zone = why.match_indices("zone").map(|(i, _)| &why[i..]).find_map(|w| {
             let name = w.get(..15)?;
-            (name[4..9].bytes().all(|b| b.is_ascii_digit()) && name.ends_with(".bench")).then_some(name)
+            (name.as_bytes()[4..9].iter().all(u8::is_ascii_digit) && name.ends_with(".bench")).then_some(name)
         });
         let mut out = String::new();
         for s in &self.lab.servers {
@@ -517,7 +514,8 @@ impl std::fmt::Display for Steps {
         let millis = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;
         let first = self.answers.iter().map(|a| a.0.saturating_sub(a.1)).min().unwrap_or_default();
         let last = self.answers.iter().map(|a| a.0).max().unwrap_or_default();
-        let polls = median(self.propagation.iter().map(|p| Duration::from_secs(p.1.into())).collect());
+        let mut polls: Vec<u32> = self.propagation.iter().map(|p| p.1).collect();
+        polls.sort_unstable();
         write!(
             f,
             "first UPDATE sent at {:.2} s, last answered at {:.2} s ({} UPDATEs, {:.1} ms each, median); \
@@ -527,7 +525,7 @@ impl std::fmt::Display for Steps {
             self.answers.len(),
             millis(self.answers.iter().map(|a| a.1).collect()),
             millis(self.propagation.iter().map(|p| p.0).collect()),
-            polls.as_secs(),
+            polls[polls.len() / 2],
             secs(self.wall),
         )
     }

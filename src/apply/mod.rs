@@ -119,12 +119,15 @@ pub async fn commit(
     let sent = std::time::Instant::now();
     let result = rfc2136::send(update, server, auth, timeout).await;
     drop(slot);
-    tracing::debug!(
-        "zone {}: journal entry {id}: {server} answered in {} ms, after {} ms waiting for an update slot",
-        update.zone,
-        sent.elapsed().as_millis(),
-        waited.as_millis()
-    );
+    let (zone, took, waited) = (&update.zone, sent.elapsed().as_millis(), waited.as_millis());
+    match &result {
+        Err(UpdateError::Timeout { .. } | UpdateError::Lost { .. }) => tracing::debug!(
+            "zone {zone}: journal entry {id}: no answer from {server} after {took} ms, after {waited} ms waiting for an update slot"
+        ),
+        _ => tracing::debug!(
+            "zone {zone}: journal entry {id}: {server} answered in {took} ms, after {waited} ms waiting for an update slot"
+        ),
+    }
     match result {
         Ok(()) => {
             // The change is made whatever the journal says: a failed write of its outcome

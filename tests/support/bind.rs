@@ -211,9 +211,10 @@ impl BindLab {
     /// A primary and a secondary as [`BindLab::primary_secondary`], with `options` (statements
     /// such as `notify-rate 1000;`) added to both servers' options, for the benchmarks' estates
     /// of thousands of zones. The secondary follows NOTIFYs only, as in production (BIND's
-    /// refresh floor of 300 s): polling every zone each 2 s, 1,000 zones are 500 SOA queries a
-    /// second, and a NOTIFY that finds such a refresh under way waits for it ("refresh in
-    /// progress, refresh check queued"), seconds at times (bench/README.md). It returns once
+    /// refresh floor of 300 s; a failed refresh is retried after 1 s), and asks its SOA queries
+    /// over TCP (see `write_server`): polling every zone each 2 s, 1,000 zones are 500 SOA
+    /// queries a second, and a NOTIFY that finds such a refresh under way waits for it
+    /// ("refresh in progress, refresh check queued"), seconds at times (bench/README.md). It returns once
     /// the secondary serves every zone, which for fresh zones (all at serial 1) is once it has
     /// transferred them all: no poll per zone.
     pub fn primary_secondary_with(zones: &[ZoneSpec], options: &str) -> BindLab {
