@@ -128,7 +128,7 @@ pub struct Finding {
 }
 
 /// An SRV record as clients use it: target, port, priority, weight (the TTL does not count).
-type RdataKey = (DnsName, u16, u16, u16);
+type RdataKey<'a> = (&'a DnsName, u16, u16, u16);
 
 /// How a target answered as a KMS host, over all its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,18 +280,19 @@ fn audit_zone(inv: &Inventory, obs: &Observation, view: &ZoneView, active: &[&Km
     }
 
     // Every distinct record (by rdata), with the servers that serve it.
-    let mut records: BTreeMap<RdataKey, (&SrvRecord, Vec<String>)> = BTreeMap::new();
+    let mut records: BTreeMap<RdataKey, (&SrvRecord, Vec<&crate::inventory::ServerAddr>)> = BTreeMap::new();
     for (s, rs) in &readable {
         for r in rs.iter() {
             records
-                .entry((r.target.clone(), r.port, r.priority, r.weight))
+                .entry((&r.target, r.port, r.priority, r.weight))
                 .or_insert_with(|| (r, Vec::new()))
                 .1
-                .push(s.server.to_string());
+                .push(&s.server);
         }
     }
-    let per_server = |on: &[String]| -> Vec<Option<String>> {
-        if on.len() == readable.len() { vec![None] } else { on.iter().cloned().map(Some).collect() }
+    // The servers' names are written out only for a finding: most records have none.
+    let per_server = |on: &[&crate::inventory::ServerAddr]| -> Vec<Option<String>> {
+        if on.len() == readable.len() { vec![None] } else { on.iter().map(|s| Some(s.to_string())).collect() }
     };
 
     for (record, on) in records.values() {
@@ -437,12 +438,14 @@ pub fn wanted_record(inv: &Inventory, host: &KmsHost) -> SrvRecord {
 
 fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRecord) -> Option<(Code, String, String)> {
     let host = inv.host(&r.target);
-    let remove = format!("delete `_vlmcs._tcp.{zone}. IN {r}` (kmsdns repair)");
+    // Made only for a verdict: most records have none, and a format for each was a tenth of
+    // a large audit's judging.
+    let remove = || format!("delete `_vlmcs._tcp.{zone}. IN {r}` (kmsdns repair)");
     if let Some(h) = host.filter(|h| h.state == HostState::Decommissioned) {
         return Some((
             Code::StaleDecommissioned,
             format!("{r} points at {}, which the inventory says is decommissioned", h.name),
-            format!("{remove}; if the host still runs the KMS service, stop it publishing (`slmgr /cdns`) first"),
+            format!("{}; if the host still runs the KMS service, stop it publishing (`slmgr /cdns`) first", remove()),
         ));
     }
     // A known host that answers on its inventory port but is published with other values:
@@ -465,7 +468,7 @@ fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRec
             return Some((
                 Code::StaleUnresolvable,
                 format!("{r} points at {}, which has no A or AAAA record", r.target),
-                format!("{remove}, or restore the host's address record if it still exists"),
+                format!("{}, or restore the host's address record if it still exists", remove()),
             ));
         }
         Health::Down(why) => {
@@ -475,14 +478,14 @@ fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRec
                     "{r} points at a host that does not answer on port {} ({why}); clients get RPC error 0x800706BA",
                     r.port
                 ),
-                format!("{remove}, or bring the KMS service on {} back", r.target),
+                format!("{}, or bring the KMS service on {} back", remove(), r.target),
             ));
         }
         Health::NotKms(why) => {
             return Some((
                 Code::NotKms,
                 format!("{r} points at a port that answers, but not as a KMS host ({why})"),
-                format!("{remove}, or check which service listens on {}:{}", r.target, r.port),
+                format!("{}, or check which service listens on {}:{}", remove(), r.target, r.port),
             ));
         }
         Health::Up | Health::Unknown(_) => {}
@@ -495,7 +498,8 @@ fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRec
                 r.target
             ),
             format!(
-                "if it is a KMS host of yours, add it to the inventory; if not, uninstall its KMS host key (`slmgr /upk`, then `slmgr /ipk` with a client key) and {remove}"
+                "if it is a KMS host of yours, add it to the inventory; if not, uninstall its KMS host key (`slmgr /upk`, then `slmgr /ipk` with a client key) and {}",
+                remove()
             ),
         ));
     }
@@ -504,16 +508,16 @@ fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRec
 
 /// The zone's servers disagree about the RRset or the SOA serial: a message and a fix.
 fn divergence(zone: &DnsName, readable: &[(&ServerView, &[SrvRecord])]) -> Option<(String, String)> {
-    let rdata = |rs: &[SrvRecord]| -> Vec<RdataKey> {
-        let mut v: Vec<_> = rs.iter().map(|r| (r.target.clone(), r.port, r.priority, r.weight)).collect();
+    fn rdata(rs: &[SrvRecord]) -> Vec<RdataKey<'_>> {
+        let mut v: Vec<_> = rs.iter().map(|r| (&r.target, r.port, r.priority, r.weight)).collect();
         v.sort();
         v.dedup();
         v
-    };
+    }
     let first = rdata(readable[0].1);
     let records_differ = readable.iter().any(|(_, rs)| rdata(rs) != first);
-    let serials: Vec<(String, u32)> =
-        readable.iter().filter_map(|(s, _)| s.serial.as_ref().ok().map(|n| (s.server.to_string(), *n))).collect();
+    let serials: Vec<(&crate::inventory::ServerAddr, u32)> =
+        readable.iter().filter_map(|(s, _)| s.serial.as_ref().ok().map(|n| (&s.server, *n))).collect();
     let serials_differ = serials.windows(2).any(|w| w[0].1 != w[1].1);
     if !records_differ && !serials_differ {
         return None;

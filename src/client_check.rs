@@ -123,7 +123,7 @@ fn canonical(answers: &[Record], name: &DnsName) -> DnsName {
     let mut current = name.clone();
     for _ in 0..MAX_ALIASES {
         let next = answers.iter().find_map(|r| match &r.data {
-            RData::CNAME(c) if DnsName::from_hickory(&r.name).as_ref() == Some(&current) => DnsName::from_hickory(&c.0),
+            RData::CNAME(c) if current.is(&r.name) => DnsName::from_hickory(&c.0),
             _ => None,
         });
         match next {
@@ -146,7 +146,7 @@ pub fn srv_lookup(m: &Message, owner: &DnsName) -> SrvLookup {
     let mut records = Vec::new();
     let mut unusable = Vec::new();
     let mut ttl_left = u32::MAX;
-    for r in answers.iter().filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&owner)) {
+    for r in answers.iter().filter(|r| owner.is(&r.name)) {
         let RData::SRV(s) = &r.data else { continue };
         ttl_left = ttl_left.min(ttl(r.ttl));
         match DnsName::from_hickory(&s.target) {
@@ -178,7 +178,7 @@ fn addresses_in(m: &Message, name: &DnsName) -> Result<Vec<IpAddr>, ReadError> {
     let name = canonical(answers, name);
     Ok(answers
         .iter()
-        .filter(|r| DnsName::from_hickory(&r.name).as_ref() == Some(&name))
+        .filter(|r| name.is(&r.name))
         .filter_map(|r| match &r.data {
             RData::A(a) => Some(IpAddr::V4(a.0)),
             RData::AAAA(a) => Some(IpAddr::V6(a.0)),

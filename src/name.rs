@@ -120,15 +120,44 @@ impl DnsName {
     /// its CPU (perf).
     pub fn from_hickory(name: &hickory_proto::rr::Name) -> Option<Self> {
         // Exactly the text's length: names are kept by the hundred thousand.
-        let mut text = String::with_capacity(name.iter().map(|l| l.len() + 1).sum::<usize>().saturating_sub(1));
+        let mut text = Vec::with_capacity(name.iter().map(|l| l.len() + 1).sum::<usize>().saturating_sub(1));
         for label in name.iter() {
             check_label(label).ok()?;
             if !text.is_empty() {
-                text.push('.');
+                text.push(b'.');
             }
-            text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+            text.extend(label.iter().map(u8::to_ascii_lowercase));
         }
+        // Every octet passed check_label: ASCII, so this cannot fail.
+        let text = String::from_utf8(text).ok()?;
         (!text.is_empty() && text.len() <= 253).then_some(DnsName(text))
+    }
+
+    /// Whether hickory's `name` is this name: what `from_hickory(name) == Some(self)` says,
+    /// without building a name to compare. Every record of every answer has its owner
+    /// compared so; a name made for each cost an audit an allocation per record.
+    pub fn is(&self, name: &hickory_proto::rr::Name) -> bool {
+        #[cfg(test)]
+        comparisons::count();
+        // Label by label along our text: a label must match the octets up to the next dot, so
+        // one holding a dot ("a.b" as one label) is never "a", "b". Every label of `self`
+        // passed check_label, so one equal to it (case aside) passes too.
+        let mine = self.0.as_bytes();
+        let mut at = 0;
+        for label in name.iter() {
+            if at > 0 {
+                if mine.get(at) != Some(&b'.') {
+                    return false;
+                }
+                at += 1;
+            }
+            let Some(part) = mine.get(at..at + label.len()) else { return false };
+            if label.contains(&b'.') || !part.eq_ignore_ascii_case(label) {
+                return false;
+            }
+            at += label.len();
+        }
+        at > 0 && at == mine.len()
     }
 
     /// The name in hickory's type, fully qualified.
@@ -243,6 +272,29 @@ mod tests {
     fn round_trips_through_hickory() {
         let n = DnsName::parse("_vlmcs._tcp.Corp.Test").unwrap();
         assert_eq!(DnsName::from_hickory(&n.to_hickory()), Some(n));
+    }
+
+    /// A name from the wire is this name exactly when building one from it would give this
+    /// name: case aside, label by label.
+    #[test]
+    fn a_name_from_the_wire_is_a_name_when_its_labels_are() {
+        use hickory_proto::rr::Name;
+        let wire = |labels: &[&[u8]]| Name::from_labels(labels.to_vec()).unwrap();
+        let n = DnsName::parse("kms1.corp.test").unwrap();
+        let cases: [(&[&[u8]], bool); 7] = [
+            (&[b"KMS1", b"Corp", b"Test"], true),
+            (&[b"kms1", b"corp"], false),
+            (&[b"kms1", b"corp", b"test", b"x"], false),
+            (&[b"x", b"kms1", b"corp", b"test"], false),
+            (&[b"kms1.corp", b"test"], false),
+            (&[b"kms1", b"corp", b"tes"], false),
+            (&[], false),
+        ];
+        for (labels, is) in cases {
+            let name = wire(labels);
+            assert_eq!(n.is(&name), is, "{labels:?}");
+            assert_eq!(n.is(&name), DnsName::from_hickory(&name).as_ref() == Some(&n), "{labels:?}");
+        }
     }
 
     /// What the wire can hold and a name typed in cannot is refused the same way: the
