@@ -12,7 +12,7 @@
 //! question asked (name case-insensitively, type, class). Anything else, an answer that does not
 //! parse, or TC=1 over TCP, is [`ReadError::Malformed`], reported at once: unknown, never empty.
 //! An authoritative answer's answer section is decoded whole; its authority and additional
-//! sections are stepped over record by record ([`Reply`]), so a message cut short anywhere
+//! sections are stepped over record by record (`Reply`), so a message cut short anywhere
 //! still does not parse, and an extended RCODE is still read.
 //!
 //! Questions carry EDNS (RFC 6891). A server that answers FORMERR to EDNS (Windows Server
