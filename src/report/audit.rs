@@ -130,7 +130,7 @@ impl AuditReport {
     pub fn write_json(&self, out: impl std::io::Write) -> std::io::Result<()> {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-        serde_json::to_writer_pretty(&mut out, self).map_err(std::io::Error::other)?;
+        write_pretty(&mut out, self)?;
         out.write_all(b"\n")?;
         out.flush()
     }
@@ -199,6 +199,90 @@ impl AuditReport {
             s.critical, s.warning, s.info, s.zones, s.servers, s.servers_unreadable, s.targets, s.exit_code
         );
         out
+    }
+}
+
+/// `value` as `serde_json::to_writer_pretty` writes it, byte for byte, but each line's break
+/// and indentation written at once: serde_json writes the two spaces of each level one call
+/// at a time, 2.5 million calls (and a tenth of the instructions) of a 10,000-zone audit.
+pub(crate) fn write_pretty(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, Pretty { level: 0, has_value: false });
+    value.serialize(&mut ser).map_err(std::io::Error::other)
+}
+
+/// serde_json's `PrettyFormatter` with its default indentation of two spaces.
+struct Pretty {
+    level: usize,
+    has_value: bool,
+}
+
+impl Pretty {
+    /// A line break and the indentation of the current level.
+    fn new_line<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        const LINE: &[u8] = b"\n                                                                ";
+        let mut spaces = 2 * self.level;
+        let first = spaces.min(LINE.len() - 1);
+        w.write_all(&LINE[..1 + first])?;
+        spaces -= first;
+        while spaces > 0 {
+            let n = spaces.min(LINE.len() - 1);
+            w.write_all(&LINE[1..1 + n])?;
+            spaces -= n;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + std::io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.new_line(w)?;
+        }
+        w.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.new_line(w)
+    }
+}
+
+impl serde_json::ser::Formatter for Pretty {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 

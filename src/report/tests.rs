@@ -32,6 +32,19 @@ fn written_json_is_the_same_text_as_to_json() {
     assert_eq!(String::from_utf8(written).unwrap(), report.to_json() + "\n");
 }
 
+/// The audit's own pretty printer writes what serde_json's does: empty and nested arrays and
+/// objects, strings that need escaping, and more levels than its line of spaces holds.
+#[test]
+fn the_audit_pretty_printer_writes_what_serde_json_writes() {
+    let mut deep = serde_json::json!({"leaf": [1, "two", null, {}, []]});
+    for i in 0..40 {
+        deep = serde_json::json!({ "level": i, "empty": [], "none": {}, "quote\"\n": "a\tb", "next": [deep, [[]]] });
+    }
+    let mut ours = Vec::new();
+    super::audit::write_pretty(&mut ours, &deep).unwrap();
+    assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string_pretty(&deep).unwrap());
+}
+
 fn held_outcome(answers: [crate::model::SrvAnswer; 2]) -> crate::cycle::ZoneOutcome {
     let [a, b] = answers;
     let w = crate::testkit::World::new(&["kms1.corp.test"]).server(0, a).server(1, b);
