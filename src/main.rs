@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kmsdns::audit::Finding;
 use kmsdns::inventory::Inventory;
-use kmsdns::model::Observation;
 use kmsdns::plan::file::{PlanFile, PlanFileError};
 use kmsdns::report::{AuditReport, EXIT_UNKNOWN, RepairReport};
 
@@ -370,11 +369,6 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-async fn audit_report(inv: &Inventory) -> (AuditReport, Observation, Vec<Finding>) {
-    let Seen { obs, findings } = cycle::observe(inv).await;
-    (AuditReport::new(inv, &obs, findings.clone(), now()), obs, findings)
-}
-
 /// Writes to stdout; a closed pipe (`kmsdns audit | head`) is not worth a panic.
 fn emit(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -389,7 +383,8 @@ fn colour() -> bool {
 fn audit(cli: &Cli) -> i32 {
     if cli.format != Format::Nagios {
         return with_inventory_on(cli, one_thread_runtime, |inv, rt| {
-            let report = rt.block_on(audit_report(&inv)).0;
+            let Seen { obs, findings } = rt.block_on(cycle::observe(&inv));
+            let report = AuditReport::new(&inv, &obs, findings, now());
             match cli.format {
                 // A closed pipe (`kmsdns audit --format json | head`) is not worth a panic.
                 Format::Json => drop(report.write_json(std::io::stdout().lock())),
@@ -413,14 +408,15 @@ fn audit(cli: &Cli) -> i32 {
         Err(e) => return unknown(format!("cannot start the async runtime: {e}")),
     };
     let started = std::time::Instant::now();
-    let report = rt.block_on(audit_report(&inv)).0;
+    let Seen { obs, findings } = rt.block_on(cycle::observe(&inv));
+    let report = AuditReport::new(&inv, &obs, findings, now());
     emit(&kmsdns::report::nagios::line(&report, started.elapsed()));
     report.summary.exit_code
 }
 
 fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Option<&Path>) -> i32 {
-    let (report, obs, findings) = rt.block_on(audit_report(inv));
-    let seen = Seen { obs, findings };
+    let seen = rt.block_on(cycle::observe(inv));
+    let code = kmsdns::report::exit_code(&seen.findings);
     let plan = cycle::plan(inv, &seen);
     let Seen { obs, findings } = seen;
     let sealed = PlanFile::new(now(), &obs, findings, plan.zones).map_err(PlanFileError::from);
@@ -455,7 +451,7 @@ fn plan(inv: &Inventory, rt: &tokio::runtime::Runtime, format: Format, out: Opti
             emit(&text);
         }
     }
-    report.summary.exit_code
+    code
 }
 
 /// Where the command's changes go: nowhere for a dry run (which writes nothing, not even the

@@ -258,10 +258,10 @@ max_deletes = 3
 #[derive(Debug, serde::Serialize)]
 pub struct Transcript<'a> {
     pub schema: u32,
-    pub before: &'a AuditReport,
+    pub before: &'a AuditReport<'a>,
     pub plan: &'a Plan,
     pub repair: &'a [ZoneOutcome],
-    pub after: &'a AuditReport,
+    pub after: &'a AuditReport<'a>,
 }
 
 /// Runs the pipeline on the demo world: audit, plan, repair (applied, journaled in the demo's

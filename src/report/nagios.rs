@@ -74,7 +74,7 @@ mod tests {
         unreadable: usize,
         up: usize,
         exit_code: i32,
-    ) -> AuditReport {
+    ) -> AuditReport<'static> {
         let target = |i: usize, state: &'static str| TargetReport {
             name: crate::name::DnsName::parse(&format!("kms{i}.corp.test")).unwrap(),
             resolution: "addresses",
