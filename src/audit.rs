@@ -438,8 +438,8 @@ pub fn wanted_record(inv: &Inventory, host: &KmsHost) -> SrvRecord {
 
 fn record_verdict(inv: &Inventory, obs: &Observation, zone: &DnsName, r: &SrvRecord) -> Option<(Code, String, String)> {
     let host = inv.host(&r.target);
-    // Made only for a verdict: most records have none, and a format for each was a tenth of
-    // a large audit's judging.
+    // Made only for a verdict: most records have none, and a format for each was a quarter
+    // of a large audit's judging (callgrind).
     let remove = || format!("delete `_vlmcs._tcp.{zone}. IN {r}` (kmsdns repair)");
     if let Some(h) = host.filter(|h| h.state == HostState::Decommissioned) {
         return Some((

@@ -477,8 +477,12 @@ impl Response for Reply {
         let queries = queries.map_err(|e| e.to_string())?;
         let (answers, _, _) = Message::read_records(&mut d, usize::from(counts.answers), false, metadata.op_code)
             .map_err(|e| e.to_string())?;
-        let others = u32::from(counts.authorities) + u32::from(counts.additionals);
-        if let Some(high) = step_over_records(bytes, d.index(), others)? {
+        let at = d.index();
+        let (at, opt) = step_over_records(bytes, at, counts.authorities)?;
+        if opt.is_some() {
+            return Err("an OPT record in the authority section".into());
+        }
+        if let (_, Some(high)) = step_over_records(bytes, at, counts.additionals)? {
             metadata.merge_response_code(high);
         }
         Ok(Reply { metadata, queries, answers })
@@ -493,9 +497,10 @@ impl Response for Reply {
 
 /// Steps over `count` resource records from `at` (RFC 1035 §4.1.3): each owner name (labels up
 /// to a zero octet or a compression pointer, which ends the name where it stands), the fixed
-/// fields, the RDATA by its length. Returns the upper 8 bits of the RCODE from an OPT record's
-/// TTL field, if one was met.
-fn step_over_records(bytes: &[u8], mut at: usize, count: u32) -> Result<Option<u8>, String> {
+/// fields, the RDATA by its length. Returns where they end and the upper 8 bits of the RCODE
+/// from an OPT record's TTL field, if one was met; a second OPT record is an error (RFC 6891
+/// §6.1.1), as hickory's whole-message read makes it.
+fn step_over_records(bytes: &[u8], mut at: usize, count: u16) -> Result<(usize, Option<u8>), String> {
     let short = || "it ends inside a record".to_string();
     let mut high = None;
     for _ in 0..count {
@@ -518,6 +523,9 @@ fn step_over_records(bytes: &[u8], mut at: usize, count: u32) -> Result<Option<u
         // TYPE, CLASS, TTL, RDLENGTH.
         let fixed = bytes.get(at..at + 10).ok_or_else(short)?;
         if u16::from_be_bytes([fixed[0], fixed[1]]) == u16::from(RecordType::OPT) {
+            if high.is_some() {
+                return Err("it holds more than one OPT record".into());
+            }
             high = Some(fixed[4]);
         }
         at += 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
@@ -525,7 +533,7 @@ fn step_over_records(bytes: &[u8], mut at: usize, count: u32) -> Result<Option<u
             return Err(short());
         }
     }
-    Ok(high)
+    Ok((at, high))
 }
 
 /// The answer to `q`, or why these bytes are not one (see the module doc).
@@ -722,6 +730,25 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(Reply::decode(&bytes[..len]).is_err(), "{len} of {} octets", bytes.len());
         }
+        // Two OPT records, whose extended RCODEs could disagree.
+        let mut m = bind_like_answer(ResponseCode::NoError);
+        let opt = Message::from_vec(&bytes).unwrap().additionals.len();
+        assert_eq!(opt, 3, "the OPT record is not among hickory's additionals");
+        m.add_additional(Record::from_rdata(
+            hickory_proto::rr::Name::root(),
+            0,
+            RData::OPT(hickory_proto::rr::rdata::OPT::default()),
+        ));
+        let two = m.to_vec().unwrap();
+        assert!(Message::from_vec(&two).is_err(), "hickory refuses it too");
+        assert!(Reply::decode(&two).unwrap_err().contains("more than one OPT"));
+        // An OPT record where only additional data may carry one.
+        let mut m = bind_like_answer(ResponseCode::NoError);
+        let opt = RData::OPT(hickory_proto::rr::rdata::OPT::default());
+        m.add_authority(Record::from_rdata(hickory_proto::rr::Name::root(), 0, opt));
+        let misplaced = m.to_vec().unwrap();
+        assert!(Message::from_vec(&misplaced).is_err(), "hickory refuses it too");
+        assert!(Reply::decode(&misplaced).unwrap_err().contains("authority section"));
         // A label type RFC 6891 retired (0x40) in the additional section's first owner name.
         let at = bytes.len() - 11 - 4 - 10 - 2;
         let mut odd = bytes.clone();
