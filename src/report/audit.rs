@@ -14,7 +14,7 @@ use crate::name::DnsName;
 use super::{SCHEMA, exit_code, push_wrapped, push_wrapped_visible};
 
 /// Schema 1 of `kmsdns audit --format json`. Each zone's part borrows what the observation
-/// read: at 10,000 zones a copy of every record was a fifth of the audit's peak memory.
+/// read, instead of a copy of every record (60,000 at 10,000 zones) made only to be written.
 #[derive(Debug, Serialize)]
 pub struct AuditReport<'a> {
     pub schema: u32,
@@ -205,7 +205,7 @@ impl<'a> AuditReport<'a> {
 
 /// `value` as `serde_json::to_writer_pretty` writes it, byte for byte, but each line's break
 /// and indentation written at once: serde_json writes the two spaces of each level one call
-/// at a time, 2.5 million calls (and a tenth of the instructions) of a 10,000-zone audit.
+/// at a time, 2.5 million calls and about 5 % of the instructions of a 10,000-zone audit.
 pub(crate) fn write_pretty(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(out, Pretty { level: 0, has_value: false });
     value.serialize(&mut ser).map_err(std::io::Error::other)
