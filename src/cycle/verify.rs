@@ -35,8 +35,8 @@ pub struct Propagation {
 /// Polls the zone's servers until the change is visible on each (what it removed is absent,
 /// what it added is present: another writer may have moved the RRset on since), or the
 /// propagation timeout passes; a server that has served the change is not asked again.
-/// Returns what each answered last. `primary`, when given, is
-/// read too, to tell a change that was never applied from one that is slow to spread.
+/// Returns what each answered last. `primary`, when given, is read too, to tell a change that
+/// was never applied from one that is slow to spread.
 /// `reader` is the run's, shared by every zone; the servers are asked at once each round.
 pub async fn await_propagation(
     inv: &Inventory,
