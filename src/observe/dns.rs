@@ -9,11 +9,12 @@
 //! An answer is evidence only for the question it answers (as BIND and Unbound treat a
 //! "question section mismatch"): it must carry the ID asked, come from the address asked (the
 //! socket is connected, so the kernel drops anything else), be a response, and hold exactly the
-//! question asked (name case-insensitively, type, class). Anything else, an answer that does not
-//! parse, or TC=1 over TCP, is [`ReadError::Malformed`], reported at once: unknown, never empty.
-//! An authoritative answer's answer section is decoded whole; its authority and additional
-//! sections are stepped over record by record (`Reply`), so a message cut short anywhere
-//! still does not parse, and an extended RCODE is still read.
+//! question asked (name case-insensitively, type, class), under opcode QUERY. Anything else, an
+//! answer that does not parse, octets after its last record, or TC=1 over TCP, is
+//! [`ReadError::Malformed`], reported at once: unknown, never empty. A negative answer is read
+//! whole. An answer with records has its answer section decoded whole and its authority and
+//! additional sections stepped over record by record (`Reply`), so a message cut short
+//! anywhere still does not parse, and an extended RCODE is still read.
 //!
 //! Questions carry EDNS (RFC 6891). A server that answers FORMERR to EDNS (Windows Server
 //! 2008/2008 R2 DNS does, on an EDNS option) is asked again without it, and from then on.
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Header, Message, MessageType, Metadata, Query, ResponseCode};
+use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
@@ -446,7 +447,7 @@ trait Response: Sized {
 /// negative TTL from the SOA of its authority section.
 impl Response for Message {
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        Message::from_vec(bytes).map_err(|e| e.to_string())
+        read_whole(bytes)
     }
     fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -456,13 +457,28 @@ impl Response for Message {
     }
 }
 
-/// An authoritative server's answer as kmsdns reads it: the header, the question and the
-/// answer section, decoded by hickory; the authority and additional sections are stepped
-/// over record by record, reading only an OPT record's extended RCODE (RFC 6891 §6.1.3), which
+/// The whole message, as hickory reads it, and nothing after its last record: octets there
+/// would be records the header does not count (an SRV record beyond the answer section, an
+/// OPT record's BADVERS beyond the additional one), which hickory leaves unread.
+fn read_whole(bytes: &[u8]) -> Result<Message, String> {
+    let mut d = BinDecoder::new(bytes);
+    let m = Message::read(&mut d).map_err(|e| e.to_string())?;
+    match bytes.len() - d.index() {
+        0 => Ok(m),
+        n => Err(format!("{n} octet(s) follow its last record")),
+    }
+}
+
+/// An authoritative server's answer as kmsdns reads it. With records in its answer section
+/// (the evidence), the header, the question and the answer section are decoded by hickory,
+/// and the authority and additional sections are stepped over record by record to the
+/// message's last octet (each record framed by its name and RDLENGTH, not decoded), reading only an OPT record's extended RCODE (RFC 6891 §6.1.3), which
 /// would otherwise leave BADVERS looking like NOERROR. BIND puts its NS records and their
 /// addresses there, and the SRV targets' addresses: two of every three records of an answer
 /// in the scale benchmark's estate (its OPT record among them), and decoding them was half of
-/// what reading an answer cost (callgrind).
+/// what reading an answer cost (callgrind). A negative answer (no answer records) is read
+/// whole ([`read_whole`]): that nothing is there is its evidence, and its authority section
+/// (the SOA) is all it holds, so a message hickory refuses is never NODATA.
 #[derive(Debug)]
 struct Reply {
     metadata: Metadata,
@@ -478,12 +494,19 @@ impl Response for Reply {
         let queries = queries.map_err(|e| e.to_string())?;
         let (answers, _, _) = Message::read_records(&mut d, usize::from(counts.answers), false, metadata.op_code)
             .map_err(|e| e.to_string())?;
-        let at = d.index();
-        let (at, opt) = step_over_records(bytes, at, counts.authorities)?;
+        if answers.is_empty() {
+            let whole = read_whole(bytes)?;
+            return Ok(Reply { metadata: whole.metadata, queries: whole.queries, answers: whole.answers });
+        }
+        let (at, opt) = step_over_records(bytes, d.index(), counts.authorities)?;
         if opt.is_some() {
             return Err("an OPT record in the authority section".into());
         }
-        if let (_, Some(high)) = step_over_records(bytes, at, counts.additionals)? {
+        let (end, high) = step_over_records(bytes, at, counts.additionals)?;
+        if end != bytes.len() {
+            return Err(format!("{} octet(s) follow its last record", bytes.len() - end));
+        }
+        if let Some(high) = high {
             metadata.merge_response_code(high);
         }
         Ok(Reply { metadata, queries, answers })
@@ -551,6 +574,11 @@ fn check_answer<R: Response>(bytes: &[u8], id: u16, q: Question<'_>, transport: 
     if m.message_type != MessageType::Response {
         return bad("it is not a response (QR=0)".into());
     }
+    // Under another opcode the same octets are other records: under UPDATE, an SRV record
+    // with no RDATA is a delete, which reads as no SRV record at all.
+    if m.op_code != OpCode::Query {
+        return bad(format!("it answers under opcode {:?}, not QUERY", m.op_code));
+    }
     let asked = |got: &Query| q.name.is(got.name()) && got.query_type() == q.rtype && got.query_class() == DNSClass::IN;
     match r.queries() {
         [got] if asked(got) => {}
@@ -573,6 +601,7 @@ fn check_answer<R: Response>(bytes: &[u8], id: u16, q: Question<'_>, transport: 
 }
 
 /// What an authoritative answer says, once errors are set apart.
+#[derive(Debug)]
 enum Answer {
     Records(Vec<Record>),
     NoData,
@@ -756,6 +785,104 @@ mod tests {
         assert_eq!(odd[at], 0xC0, "the first glue record's owner is a compression pointer");
         odd[at] = 0x40;
         assert!(Reply::decode(&odd).unwrap_err().contains("unknown type"));
+    }
+
+    /// A NODATA answer to `_vlmcs._tcp.zone00001.bench SRV` (ID 4711, AA, no EDNS), as bytes,
+    /// with `tail` after its question and the section counts set to `counts`
+    /// (answers, authorities, additionals).
+    fn nodata_with(tail: &[u8], counts: [u16; 3]) -> Vec<u8> {
+        use hickory_proto::op::OpCode;
+        let owner = hickory_proto::rr::Name::from_ascii("_vlmcs._tcp.zone00001.bench.").unwrap();
+        let mut m = Message::new(4711, MessageType::Response, OpCode::Query);
+        m.metadata.authoritative = true;
+        m.add_query(Query::query(owner, RecordType::SRV));
+        let mut bytes = m.to_vec().unwrap();
+        for (i, c) in counts.iter().enumerate() {
+            bytes[6 + 2 * i..8 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        bytes.extend_from_slice(tail);
+        bytes
+    }
+
+    fn srv_question(name: &DnsName) -> Question<'_> {
+        Question { name, rtype: RecordType::SRV, recursive: false }
+    }
+
+    /// A record after the question: `owner`, then TYPE, CLASS IN, TTL 60 and `rdata` by its
+    /// length.
+    fn record(owner: &[u8], rtype: u16, rdata: &[u8]) -> Vec<u8> {
+        let mut r = owner.to_vec();
+        r.extend_from_slice(&rtype.to_be_bytes());
+        r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        r.extend_from_slice(&u16::try_from(rdata.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(rdata);
+        r
+    }
+
+    /// "No record" is the evidence a negative answer gives, so all of it must parse: a NODATA
+    /// whose authority or additional section hickory refuses is unknown, never NODATA.
+    #[test]
+    fn a_negative_answer_that_does_not_parse_whole_is_unknown_never_no_record() {
+        let name = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
+        let at = u8::try_from(nodata_with(&[], [0, 0, 0]).len()).unwrap();
+        let long_owner =
+            [[63u8].as_slice(), &[b'a'; 63]].concat().repeat(5).into_iter().chain([0]).collect::<Vec<u8>>();
+        let cases: Vec<(&str, Vec<u8>, [u16; 3])> = vec![
+            ("an owner that points forward", record(&[0xC0, 0xFF], 1, &[127, 0, 0, 1]), [0, 1, 0]),
+            ("an owner that points to itself", record(&[0xC0, at], 1, &[127, 0, 0, 1]), [0, 0, 1]),
+            ("an owner of 320 octets", record(&long_owner, 1, &[127, 0, 0, 1]), [0, 0, 1]),
+            ("an A record with no address", record(&[0], 1, &[]), [0, 0, 1]),
+            ("an SOA of 3 octets", record(&[0xC0, 0x0C], 6, &[1, b'a', 0]), [0, 1, 0]),
+            ("an OPT record not owned by the root", record(&[1, b'x', 0], 41, &[]), [0, 0, 1]),
+        ];
+        for (what, tail, counts) in cases {
+            let bytes = nodata_with(&tail, counts);
+            assert!(Message::from_vec(&bytes).is_err(), "{what}: hickory refuses it");
+            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).map(classify);
+            assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}: {read:?}");
+        }
+        // The same message without the broken record is NODATA.
+        let fine = nodata_with(&[], [0, 0, 0]);
+        let read = check_answer::<Reply>(&fine, 4711, srv_question(&name), Transport::Udp).map(classify);
+        assert!(matches!(read, Ok(Ok(Answer::NoData))));
+    }
+
+    /// Octets after the last record the counts announce are a message that does not say what
+    /// its header says: an SRV record outside the answer section, or an OPT record (BADVERS)
+    /// outside the additional section, would be read as NODATA.
+    #[test]
+    fn octets_after_the_last_record_are_refused() {
+        let name = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
+        let srv = record(&[0xC0, 0x0C], 33, &[0, 0, 0, 0, 0x06, 0x98, 4, b'k', b'm', b's', b'1', 0]);
+        let badvers = [0, 0, 41, 0x04, 0xD0, 1, 0, 0, 0, 0, 0];
+        for (what, tail) in [("an SRV record", srv.as_slice()), ("a BADVERS OPT record", &badvers), ("one octet", &[0])]
+        {
+            let bytes = nodata_with(tail, [0, 0, 0]);
+            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}: {read:?}");
+            let read = check_answer::<Message>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}, read whole: {read:?}");
+        }
+        // After a positive answer too.
+        let mut bytes = bind_like_answer(ResponseCode::NoError).to_vec().unwrap();
+        bytes.push(0);
+        let owner = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
+        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&owner), Transport::Udp);
+        assert!(matches!(read, Err(ReadError::Malformed(_))), "{read:?}");
+    }
+
+    /// Only a QUERY's answer answers a question. Under opcode UPDATE hickory reads an SRV
+    /// record of no RDATA (a delete), which is no SRV record: NODATA, where it is no answer.
+    #[test]
+    fn an_answer_under_another_opcode_is_refused() {
+        let name = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
+        let empty_srv = record(&[0xC0, 0x0C], 33, &[]);
+        for (opcode, tail, answers) in [(5u8, empty_srv.as_slice(), 1u16), (4, &[][..], 0)] {
+            let mut bytes = nodata_with(tail, [answers, 0, 0]);
+            bytes[2] = (bytes[2] & 0x87) | (opcode << 3);
+            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            assert!(matches!(read, Err(ReadError::Malformed(_))), "opcode {opcode}: {read:?}");
+        }
     }
 
     use super::*;
