@@ -42,5 +42,59 @@ pub async fn send(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Result
     if response.metadata.id != id {
         return Err(SendError::Lost("the answer is for another message (ID mismatch)".into()));
     }
+    // An UPDATE is answered under opcode UPDATE, a TKEY query under QUERY (hickory has
+    // already refused QR=0): a NOERROR under another opcode is no answer to this message.
+    let asked = bytes.get(2).map_or(0, |b| (b >> 3) & 0x0F);
+    let answered = u8::from(response.metadata.op_code);
+    if answered != asked {
+        return Err(SendError::Lost(format!("the answer is under opcode {answered}, not {asked} as the message")));
+    }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::RecordType;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on loopback that writes back the one message it reads, `change` applied.
+    async fn echoing(change: fn(&mut [u8])) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut m).await.unwrap();
+            change(&mut m);
+            s.write_all(&[len.as_slice(), &m].concat()).await.unwrap();
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        addr
+    }
+
+    fn update() -> Vec<u8> {
+        let mut m = Message::new(4711, MessageType::Query, OpCode::Update);
+        m.add_query(Query::query(hickory_proto::rr::Name::from_ascii("corp.test.").unwrap(), RecordType::SOA));
+        m.to_vec().unwrap()
+    }
+
+    /// An UPDATE's answer is the server's answer to that UPDATE: the message itself written
+    /// back (QR=0), or an answer under another opcode, is an outcome nobody saw, never "applied".
+    #[tokio::test]
+    async fn only_a_response_under_the_updates_opcode_answers_it() {
+        let timeout = Duration::from_secs(5);
+        let echoed = echoing(|_| {}).await;
+        let r = send(echoed, &update(), timeout).await;
+        assert!(matches!(&r, Err(SendError::Lost(_))), "{r:?}");
+        let as_query = echoing(|m| m[2] = 0x80).await;
+        let r = send(as_query, &update(), timeout).await;
+        assert!(matches!(&r, Err(SendError::Lost(why)) if why.contains("opcode")), "{r:?}");
+        let answered = echoing(|m| m[2] |= 0x80).await;
+        let r = send(answered, &update(), timeout).await;
+        assert!(r.is_ok(), "{r:?}");
+    }
 }
