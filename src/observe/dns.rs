@@ -11,10 +11,10 @@
 //! socket is connected, so the kernel drops anything else), be a response, and hold exactly the
 //! question asked (name case-insensitively, type, class), under opcode QUERY. Anything else, an
 //! answer that does not parse, octets after its last record, or TC=1 over TCP, is
-//! [`ReadError::Malformed`], reported at once: unknown, never empty. A negative answer is read
-//! whole. An answer with records has its answer section decoded whole and its authority and
-//! additional sections stepped over record by record (`Reply`), so a message cut short
-//! anywhere still does not parse, and an extended RCODE is still read.
+//! [`ReadError::Malformed`], reported at once: unknown, never empty. An answer that holds what
+//! was asked has its answer section decoded whole and its authority and additional sections
+//! stepped over record by record (`Reply`), so a message cut short anywhere still does not
+//! parse, and an extended RCODE is still read; any other answer is read whole.
 //!
 //! Questions carry EDNS (RFC 6891). A server that answers FORMERR to EDNS (Windows Server
 //! 2008/2008 R2 DNS does, on an EDNS option) is asked again without it, and from then on.
@@ -469,16 +469,18 @@ fn read_whole(bytes: &[u8]) -> Result<Message, String> {
     }
 }
 
-/// An authoritative server's answer as kmsdns reads it. With records in its answer section
-/// (the evidence), the header, the question and the answer section are decoded by hickory,
-/// and the authority and additional sections are stepped over record by record to the
-/// message's last octet (each record framed by its name and RDLENGTH, not decoded), reading only an OPT record's extended RCODE (RFC 6891 §6.1.3), which
-/// would otherwise leave BADVERS looking like NOERROR. BIND puts its NS records and their
-/// addresses there, and the SRV targets' addresses: two of every three records of an answer
-/// in the scale benchmark's estate (its OPT record among them), and decoding them was half of
-/// what reading an answer cost (callgrind). A negative answer (no answer records) is read
-/// whole ([`read_whole`]): that nothing is there is its evidence, and its authority section
-/// (the SOA) is all it holds, so a message hickory refuses is never NODATA.
+/// An authoritative server's answer as kmsdns reads it. When it holds what was asked
+/// (NOERROR and a record of the type asked at the name asked: the evidence), the header, the
+/// question and the answer section are decoded by hickory, and the authority and additional
+/// sections are stepped over record by record to the message's last octet (each record framed
+/// by its name and RDLENGTH, not decoded), reading only an OPT record's extended RCODE
+/// (RFC 6891 §6.1.3), which would otherwise leave BADVERS looking like NOERROR. BIND puts its
+/// NS records and their addresses there, and the SRV targets' addresses: two of every three
+/// records of an answer in the scale benchmark's estate (its OPT record among them), and
+/// decoding them was half of what reading an answer cost (callgrind). Any other answer (an
+/// NXDOMAIN, an error, no record of the type asked at the name asked) is read whole
+/// ([`read_whole`]): that nothing is there is its evidence, so a message hickory refuses is
+/// never "no record".
 #[derive(Debug)]
 struct Reply {
     metadata: Metadata,
@@ -494,7 +496,13 @@ impl Response for Reply {
         let queries = queries.map_err(|e| e.to_string())?;
         let (answers, _, _) = Message::read_records(&mut d, usize::from(counts.answers), false, metadata.op_code)
             .map_err(|e| e.to_string())?;
-        if answers.is_empty() {
+        // Only evidence that what was asked is there (NOERROR, a record of the type asked at
+        // the name asked) skips the other sections; check_answer then holds the question to ours.
+        let holds_what_was_asked = metadata.response_code == ResponseCode::NoError
+            && queries
+                .first()
+                .is_some_and(|q| answers.iter().any(|r| r.record_type() == q.query_type() && r.name == *q.name()));
+        if !holds_what_was_asked {
             let whole = read_whole(bytes)?;
             return Ok(Reply { metadata: whole.metadata, queries: whole.queries, answers: whole.answers });
         }
@@ -845,6 +853,39 @@ mod tests {
         let fine = nodata_with(&[], [0, 0, 0]);
         let read = check_answer::<Reply>(&fine, 4711, srv_question(&name), Transport::Udp).map(classify);
         assert!(matches!(read, Ok(Ok(Answer::NoData))));
+    }
+
+    /// Only an answer that holds what was asked (NOERROR, a record of the type asked at the
+    /// name asked) may skip reading its other sections. An NXDOMAIN is negative whatever its
+    /// answer section holds, and an answer section of other types is no record of the type
+    /// asked: both are read whole, so neither can come from a message hickory refuses.
+    #[test]
+    fn an_answer_without_what_was_asked_is_read_whole() {
+        // NXDOMAIN for `_vlmcs._tcp.zone.test` SRV with two SRV records in its answer section,
+        // and an NS record in its authority section whose target starts with a 0x40 label.
+        // Found by a mutation run (seed 0x9E3779B97F4A7C15).
+        let hex = "126784030001000200010003065f766c6d6373045f746370047a6f6e6504746573740000210001c00c002100010000003c0016000000000698046b6d7331047a6f6e65047465737400c00c002100010000003c0016000000000698046b6d7332047a6f6e65047465737400c018000200010000003c0005406e73c018c039000100010000003c00040a000001c05b000100010000003c00040a00000200002904d0000000000000";
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it");
+        let name = DnsName::parse("_vlmcs._tcp.zone.test").unwrap();
+        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).map(classify);
+        assert!(matches!(read, Err(ReadError::Malformed(_))), "NXDOMAIN with answers: {read:?}");
+
+        // NOERROR whose answer section holds a record of type 65280 only, and an additional A
+        // record with no address.
+        let name = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
+        let other = record(&[0xC0, 0x0C], 65280, &[1]);
+        let broken = [other.clone(), record(&[0], 1, &[])].concat();
+        let bytes = nodata_with(&broken, [1, 0, 1]);
+        assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it");
+        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+        assert!(matches!(read, Err(ReadError::Malformed(_))), "another type only: {read:?}");
+        // Whole, the same answer is no SRV record.
+        let bytes = nodata_with(&other, [1, 0, 0]);
+        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).unwrap();
+        let answer = classify(read).unwrap();
+        assert_eq!(srv_answer(&name, answer.records()), SrvAnswer::NoData);
     }
 
     /// Octets after the last record the counts announce are a message that does not say what
