@@ -838,7 +838,7 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, [u16; 3])> = vec![
             ("an owner that points forward", record(&[0xC0, 0xFF], 1, &[127, 0, 0, 1]), [0, 1, 0]),
             ("an owner that points to itself", record(&[0xC0, at], 1, &[127, 0, 0, 1]), [0, 0, 1]),
-            ("an owner of 320 octets", record(&long_owner, 1, &[127, 0, 0, 1]), [0, 0, 1]),
+            ("an owner of 321 octets", record(&long_owner, 1, &[127, 0, 0, 1]), [0, 0, 1]),
             ("an A record with no address", record(&[0], 1, &[]), [0, 0, 1]),
             ("an SOA of 3 octets", record(&[0xC0, 0x0C], 6, &[1, b'a', 0]), [0, 1, 0]),
             ("an OPT record not owned by the root", record(&[1, b'x', 0], 41, &[]), [0, 0, 1]),
