@@ -44,10 +44,10 @@ pub async fn send(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Result
     }
     // An UPDATE is answered under opcode UPDATE, a TKEY query under QUERY (hickory has
     // already refused QR=0): a NOERROR under another opcode is no answer to this message.
-    let asked = bytes.get(2).map_or(0, |b| (b >> 3) & 0x0F);
-    let answered = u8::from(response.metadata.op_code);
+    let asked = hickory_proto::op::OpCode::from_u8(bytes.get(2).map_or(0, |b| (b >> 3) & 0x0F));
+    let answered = response.metadata.op_code;
     if answered != asked {
-        return Err(SendError::Lost(format!("the answer is under opcode {answered}, not {asked} as the message")));
+        return Err(SendError::Lost(format!("the answer is under opcode {answered}, not the message's {asked}")));
     }
     Ok(response)
 }

@@ -585,7 +585,7 @@ fn check_answer<R: Response>(bytes: &[u8], id: u16, q: Question<'_>, transport: 
     // Under another opcode the same octets are other records: under UPDATE, an SRV record
     // with no RDATA is a delete, which reads as no SRV record at all.
     if m.op_code != OpCode::Query {
-        return bad(format!("it answers under opcode {:?}, not QUERY", m.op_code));
+        return bad(format!("it answers under opcode {}, not QUERY", m.op_code));
     }
     let asked = |got: &Query| q.name.is(got.name()) && got.query_type() == q.rtype && got.query_class() == DNSClass::IN;
     match r.queries() {
