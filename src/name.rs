@@ -119,9 +119,16 @@ impl DnsName {
     /// through here, and the text form (escaped, then parsed) cost a 10,000-zone audit 7 % of
     /// its CPU (perf).
     pub fn from_hickory(name: &hickory_proto::rr::Name) -> Option<Self> {
+        Self::from_labels(|| name.iter())
+    }
+
+    /// The name of the labels `labels()` gives (as they stand on the wire, the root's left
+    /// out), if kmsdns can name it: what [`DnsName::from_hickory`] makes of a hickory name of
+    /// the same labels. `labels` is called twice.
+    pub fn from_labels<'a, I: Iterator<Item = &'a [u8]>>(labels: impl Fn() -> I) -> Option<Self> {
         // Exactly the text's length: names are kept by the hundred thousand.
-        let mut text = Vec::with_capacity(name.iter().map(|l| l.len() + 1).sum::<usize>().saturating_sub(1));
-        for label in name.iter() {
+        let mut text = Vec::with_capacity(labels().map(|l| l.len() + 1).sum::<usize>().saturating_sub(1));
+        for label in labels() {
             check_label(label).ok()?;
             if !text.is_empty() {
                 text.push(b'.');

@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use super::reply::{Data, Rec, read_plain};
 use crate::inventory::{ServerAddr, ServerHost};
 use crate::model::{ReadError, Resolution, SrvAnswer, SrvRecord};
 use crate::name::DnsName;
@@ -144,7 +145,7 @@ impl DnsReader {
             Ok(Answer::Records(rs)) => rs
                 .iter()
                 .find_map(|r| match &r.data {
-                    RData::SOA(s) if zone.is(&r.name) => Some((s.serial, DnsName::from_hickory(&s.mname))),
+                    Data::Soa { serial, mname } if r.is_at(zone, zone) => Some((*serial, mname.clone())),
                     _ => None,
                 })
                 .ok_or_else(|| ReadError::Malformed("the SOA answer holds no SOA for the zone".into())),
@@ -164,9 +165,9 @@ impl DnsReader {
         Ok(answer
             .records()
             .iter()
-            .filter(|r| name.is(&r.name))
+            .filter(|r| r.is_at(name, name))
             .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect()),
+                Data::Txt(strings) => Some(strings.clone()),
                 _ => None,
             })
             .collect())
@@ -182,13 +183,13 @@ impl DnsReader {
             (Ok(a), Ok(aaaa)) => (a, aaaa),
             (Err(e), _) | (_, Err(e)) => return AddressAnswer::Failed(e),
         };
-        let records: Vec<&Record> = [&a, &aaaa].into_iter().flat_map(Answer::records).collect();
+        let records: Vec<&Rec> = [&a, &aaaa].into_iter().flat_map(Answer::records).collect();
         // An SRV target should not be an alias (RFC 2782), but Windows clients follow one:
         // follow the CNAME chain as far as the server put it in its answer.
         let mut current = name.clone();
         for _ in 0..MAX_ALIASES {
             let next = records.iter().find_map(|r| match &r.data {
-                RData::CNAME(c) if current.is(&r.name) => DnsName::from_hickory(&c.0),
+                Data::Cname(target) if r.is_at(&current, name) => target.clone(),
                 _ => None,
             });
             match next {
@@ -198,10 +199,10 @@ impl DnsReader {
         }
         let mut addresses: Vec<IpAddr> = records
             .iter()
-            .filter(|r| current.is(&r.name))
+            .filter(|r| r.is_at(&current, name))
             .filter_map(|r| match &r.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                Data::A(a) => Some(IpAddr::V4(*a)),
+                Data::Aaaa(a) => Some(IpAddr::V6(*a)),
                 _ => None,
             })
             .collect();
@@ -309,7 +310,7 @@ impl DnsReader {
             ExchangeError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ReadError::Timeout,
             ExchangeError::Io(io) | ExchangeError::Connect(io) => ReadError::Network(io.to_string()),
         })?;
-        check_answer(&answer, id, q, transport)
+        read_answer(&answer, id, q, &query, transport)
     }
 
     /// The server's socket, opened on first use and shared after.
@@ -375,18 +376,20 @@ pub enum Found {
 
 /// The SRV records for `owner` in an answer. A record we cannot name cannot be reasoned about,
 /// or asserted in a prerequisite: the whole answer is then unknown (e.g. RFC 2782's "." target).
-fn srv_answer(owner: &DnsName, rs: &[Record]) -> SrvAnswer {
+fn srv_answer(owner: &DnsName, rs: &[Rec]) -> SrvAnswer {
     let mut records = Vec::new();
-    for r in rs.iter().filter(|r| owner.is(&r.name)) {
-        let RData::SRV(s) = &r.data else { continue };
-        let Some(target) = DnsName::from_hickory(&s.target) else {
-            let error = ReadError::Malformed(format!(
-                "it holds an SRV record with the target '{}', which kmsdns cannot judge",
-                s.target.to_ascii()
-            ));
-            return SrvAnswer::Failed { error };
+    for r in rs.iter().filter(|r| r.is_at(owner, owner)) {
+        let Data::Srv { priority, weight, port, target } = &r.data else { continue };
+        let target = match target {
+            Ok(t) => t.clone(),
+            Err(text) => {
+                let error = ReadError::Malformed(format!(
+                    "it holds an SRV record with the target '{text}', which kmsdns cannot judge"
+                ));
+                return SrvAnswer::Failed { error };
+            }
         };
-        records.push(SrvRecord { target, port: s.port, priority: s.priority, weight: s.weight, ttl: ttl(r.ttl) });
+        records.push(SrvRecord { target, port: *port, priority: *priority, weight: *weight, ttl: ttl(r.ttl) });
     }
     records.sort();
     records.dedup();
@@ -419,9 +422,9 @@ fn encode_query(q: Question<'_>, edns: bool) -> Vec<u8> {
     let rd = if q.recursive { 0x01 } else { 0x00 };
     // ID 0; QR=0, OPCODE=QUERY, RD; QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT (the OPT record).
     m.extend_from_slice(&[0, 0, rd, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
-    for label in name.split('.') {
+    for label in name.as_bytes().split(|&b| b == b'.') {
         m.push(label.len() as u8);
-        m.extend_from_slice(label.as_bytes());
+        m.extend_from_slice(label);
     }
     m.push(0);
     m.extend_from_slice(&u16::from(q.rtype).to_be_bytes());
@@ -441,6 +444,12 @@ trait Response: Sized {
     fn decode(bytes: &[u8]) -> Result<Self, String>;
     fn metadata(&self) -> &Metadata;
     fn queries(&self) -> &[Query];
+    /// The answer to `q` read without hickory, when it is plain (`reply::read_plain`): then
+    /// it is the one [`check_answer`] would give, which is asked for anything else.
+    /// `question` is the question section as asked.
+    fn plain(_bytes: &[u8], _id: u16, _q: Question<'_>, _question: &[u8]) -> Option<Self> {
+        None
+    }
 }
 
 /// A resolver's answer ([`DnsReader::recursive`]), read whole: `client-check` reads the
@@ -484,8 +493,10 @@ fn read_whole(bytes: &[u8]) -> Result<Message, String> {
 #[derive(Debug)]
 struct Reply {
     metadata: Metadata,
+    /// The question section as hickory read it; empty in a reply `read_plain` read, which
+    /// held exactly the question asked and is never checked again.
     queries: Vec<Query>,
-    answers: Vec<Record>,
+    answers: Vec<Rec>,
 }
 
 impl Response for Reply {
@@ -504,7 +515,8 @@ impl Response for Reply {
                 .is_some_and(|q| answers.iter().any(|r| r.record_type() == q.query_type() && r.name == *q.name()));
         if !holds_what_was_asked {
             let whole = read_whole(bytes)?;
-            return Ok(Reply { metadata: whole.metadata, queries: whole.queries, answers: whole.answers });
+            let answers = whole.answers.iter().map(Rec::from_hickory).collect();
+            return Ok(Reply { metadata: whole.metadata, queries: whole.queries, answers });
         }
         let (at, opt) = step_over_records(bytes, d.index(), counts.authorities)?;
         if opt.is_some() {
@@ -517,7 +529,12 @@ impl Response for Reply {
         if let Some(high) = high {
             metadata.merge_response_code(high);
         }
+        let answers = answers.iter().map(Rec::from_hickory).collect();
         Ok(Reply { metadata, queries, answers })
+    }
+    fn plain(bytes: &[u8], id: u16, q: Question<'_>, question: &[u8]) -> Option<Self> {
+        let (metadata, answers) = read_plain(bytes, id, question, q.name, q.rtype)?;
+        Some(Reply { metadata, queries: Vec::new(), answers })
     }
     fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -532,7 +549,7 @@ impl Response for Reply {
 /// fields, the RDATA by its length. Returns where they end and the upper 8 bits of the RCODE
 /// from an OPT record's TTL field, if one was met; a second OPT record is an error (RFC 6891
 /// §6.1.1), as hickory's whole-message read makes it.
-fn step_over_records(bytes: &[u8], mut at: usize, count: u16) -> Result<(usize, Option<u8>), String> {
+pub(super) fn step_over_records(bytes: &[u8], mut at: usize, count: u16) -> Result<(usize, Option<u8>), String> {
     let short = || "it ends inside a record".to_string();
     let mut high = None;
     for _ in 0..count {
@@ -566,6 +583,24 @@ fn step_over_records(bytes: &[u8], mut at: usize, count: u16) -> Result<(usize, 
         }
     }
     Ok((at, high))
+}
+
+/// The answer to `q` (asked as `query`, any ID): read plainly if it is plain, else decoded by
+/// hickory and checked against the question.
+fn read_answer<R: Response>(
+    bytes: &[u8],
+    id: u16,
+    q: Question<'_>,
+    query: &[u8],
+    transport: Transport,
+) -> Result<R, ReadError> {
+    // The question section as asked: the name (its text's length plus its first length octet
+    // and the root's), type and class.
+    let question = &query[12..12 + q.name.as_str().len() + 2 + 4];
+    match R::plain(bytes, id, q, question) {
+        Some(r) => Ok(r),
+        None => check_answer(bytes, id, q, transport),
+    }
 }
 
 /// The answer to `q`, or why these bytes are not one (see the module doc).
@@ -611,13 +646,13 @@ fn check_answer<R: Response>(bytes: &[u8], id: u16, q: Question<'_>, transport: 
 /// What an authoritative answer says, once errors are set apart.
 #[derive(Debug)]
 enum Answer {
-    Records(Vec<Record>),
+    Records(Vec<Rec>),
     NoData,
     NxDomain,
 }
 
 impl Answer {
-    fn records(&self) -> &[Record] {
+    fn records(&self) -> &[Rec] {
         match self {
             Answer::Records(r) => r,
             _ => &[],
@@ -744,7 +779,7 @@ mod tests {
             let reply = Reply::decode(&bytes).unwrap();
             assert_eq!(reply.metadata, whole.metadata, "{rcode}");
             assert_eq!(reply.queries, whole.queries);
-            assert_eq!(reply.answers, whole.answers);
+            assert_eq!(reply.answers, whole.answers.iter().map(Rec::from_hickory).collect::<Vec<_>>());
             assert_eq!(reply.answers.len(), 3);
             // BADVERS and BADSIG are both 16 (RFC 6891, RFC 8945); hickory names it BADSIG.
             let code = u16::from(reply.metadata.response_code);
@@ -812,6 +847,161 @@ mod tests {
         bytes
     }
 
+    /// An answer read as `ask_once` reads it: plainly if it is plain, else by hickory.
+    fn read_as_asked<R: Response>(bytes: &[u8], id: u16, q: Question<'_>) -> Result<R, ReadError> {
+        read_answer(bytes, id, q, &encode_query(q, true), Transport::Udp)
+    }
+
+    /// Answers as BIND gives them to each kind of question kmsdns asks (names compressed
+    /// as hickory writes them, EDNS), and the question each answers.
+    fn answers_as_bind_gives_them() -> Vec<(DnsName, RecordType, Vec<u8>)> {
+        use hickory_proto::op::{Edns, OpCode};
+        use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, TXT};
+        let hname = |t: &str| hickory_proto::rr::Name::from_ascii(t).unwrap();
+        let soa = || {
+            let soa = SOA::new(hname("ns.hosts.bench."), hname("hostmaster.hosts.bench."), 7, 3600, 600, 86400, 60);
+            Record::from_rdata(hname("zone00001.bench."), 60, RData::SOA(soa))
+        };
+        let message = |name: &str, rtype: RecordType, rcode: ResponseCode, answers: Vec<Record>, soa_beside: bool| {
+            let mut m = Message::new(4711, MessageType::Response, OpCode::Query);
+            m.metadata.authoritative = true;
+            m.metadata.response_code = rcode;
+            m.add_query(Query::query(hname(&format!("{name}.")), rtype));
+            m.add_answers(answers);
+            if soa_beside {
+                m.add_authority(soa());
+            } else {
+                m.add_authority(Record::from_rdata(
+                    hname("zone00001.bench."),
+                    60,
+                    RData::NS(NS(hname("ns.hosts.bench."))),
+                ));
+                m.add_additional(Record::from_rdata(hname("ns.hosts.bench."), 60, RData::A(A::new(127, 0, 0, 9))));
+            }
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            m.set_edns(e);
+            (DnsName::parse(name).unwrap(), rtype, m.to_vec().unwrap())
+        };
+        let at = |owner: &str, data: RData| Record::from_rdata(hname(&format!("{owner}.")), 3600, data);
+        let view = "_kmsdns-view.zone00001.bench";
+        let txt = TXT::new(vec!["kmsdns 1".into(), "instance=a".into()]);
+        vec![
+            {
+                let bytes = bind_like_answer(ResponseCode::NoError).to_vec().unwrap();
+                (DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap(), RecordType::SRV, bytes)
+            },
+            message("zone00001.bench", RecordType::SOA, ResponseCode::NoError, vec![soa()], false),
+            message(view, RecordType::TXT, ResponseCode::NXDomain, vec![], true),
+            message(view, RecordType::TXT, ResponseCode::NoError, vec![at(view, RData::TXT(txt))], false),
+            message("_vlmcs._tcp.zone00001.bench", RecordType::SRV, ResponseCode::NoError, vec![], true),
+            message(
+                "kms1.hosts.bench",
+                RecordType::A,
+                ResponseCode::NoError,
+                vec![at("kms1.hosts.bench", RData::A(A::new(127, 0, 0, 1)))],
+                false,
+            ),
+            message(
+                "kms1.hosts.bench",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                vec![at("kms1.hosts.bench", RData::AAAA(AAAA::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)))],
+                false,
+            ),
+            message("kms1.hosts.bench", RecordType::AAAA, ResponseCode::NoError, vec![], true),
+            message(
+                "alias.hosts.bench",
+                RecordType::A,
+                ResponseCode::NoError,
+                vec![
+                    at("alias.hosts.bench", RData::CNAME(CNAME(hname("kms1.hosts.bench.")))),
+                    at("kms1.hosts.bench", RData::A(A::new(127, 0, 0, 1))),
+                ],
+                false,
+            ),
+        ]
+    }
+
+    /// The records as the slow path names their owners (`Owner::Asked` is the name asked).
+    fn named(records: &[Rec], asked: &DnsName) -> Vec<Rec> {
+        let name = |r: &Rec| match r.owner {
+            super::super::reply::Owner::Asked => super::super::reply::Owner::Name(asked.clone()),
+            ref other => other.clone(),
+        };
+        records.iter().map(|r| Rec { owner: name(r), ..r.clone() }).collect()
+    }
+
+    /// The answers a healthy BIND gives are read plainly, and read so, they say what hickory
+    /// reads in them.
+    #[test]
+    fn answers_as_bind_gives_them_are_read_plainly_as_hickory_reads_them() {
+        for (name, rtype, bytes) in answers_as_bind_gives_them() {
+            let q = Question { name: &name, rtype, recursive: false };
+            let query = encode_query(q, true);
+            let question = &query[12..12 + name.as_str().len() + 6];
+            let plain = Reply::plain(&bytes, 4711, q, question).unwrap_or_else(|| panic!("{q}: not plain"));
+            let hickory = check_answer::<Reply>(&bytes, 4711, q, Transport::Udp).unwrap();
+            assert_eq!(plain.metadata, hickory.metadata, "{q}");
+            assert_eq!(named(&plain.answers, &name), hickory.answers, "{q}");
+        }
+    }
+
+    /// What the plain reader reads, hickory reads (and `check_answer` accepts), and both read
+    /// the same records: over mutations of BIND's answers (octets set, bits flipped, octets
+    /// inserted and removed, the message cut short, letters' case changed), the plain reader
+    /// never accepts a message the slow path refuses or reads otherwise.
+    #[test]
+    fn the_plain_reader_never_reads_what_hickory_refuses_or_reads_otherwise() {
+        let templates = answers_as_bind_gives_them();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound.max(1) as u64) as usize
+        };
+        let (mut plain_mutants, mut refused_by_hickory) = (0, 0);
+        for round in 0..60_000 {
+            let (name, rtype, template) = &templates[round % templates.len()];
+            let mut bytes = template.clone();
+            for _ in 0..1 + next(3) {
+                let at = next(bytes.len());
+                match next(6) {
+                    0 => bytes[at] = next(256) as u8,
+                    1 => bytes[at] ^= 1 << next(8),
+                    2 => bytes.insert(at, next(256) as u8),
+                    3 => drop(bytes.remove(at)),
+                    4 => bytes.truncate(at),
+                    _ => {
+                        if bytes[at].is_ascii_alphabetic() {
+                            bytes[at] ^= 0x20;
+                        }
+                    }
+                }
+                if bytes.is_empty() {
+                    bytes.push(0);
+                }
+            }
+            let q = Question { name, rtype: *rtype, recursive: false };
+            let query = encode_query(q, true);
+            let question = &query[12..12 + name.as_str().len() + 6];
+            let slow = check_answer::<Reply>(&bytes, 4711, q, Transport::Udp);
+            refused_by_hickory += usize::from(slow.is_err());
+            let Some(plain) = Reply::plain(&bytes, 4711, q, question) else { continue };
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let slow = slow.unwrap_or_else(|e| panic!("read plainly, refused by hickory ({e}): {hex}"));
+            assert_eq!(plain.metadata, slow.metadata, "{hex}");
+            assert_eq!(named(&plain.answers, name), slow.answers, "{hex}");
+            plain_mutants += usize::from(&bytes != template);
+        }
+        // Neither side of the test is empty: many mutants are read plainly, many are refused.
+        assert!(
+            plain_mutants > 3_000 && refused_by_hickory > 20_000,
+            "{plain_mutants} plain, {refused_by_hickory} refused"
+        );
+    }
+
     fn srv_question(name: &DnsName) -> Question<'_> {
         Question { name, rtype: RecordType::SRV, recursive: false }
     }
@@ -842,16 +1032,24 @@ mod tests {
             ("an A record with no address", record(&[0], 1, &[]), [0, 0, 1]),
             ("an SOA of 3 octets", record(&[0xC0, 0x0C], 6, &[1, b'a', 0]), [0, 1, 0]),
             ("an OPT record not owned by the root", record(&[1, b'x', 0], 41, &[]), [0, 0, 1]),
+            // The second owner's pointer goes back one octet, to a label of one octet that
+            // ends inside the owner itself (a pointer must lead before the part that holds it).
+            (
+                "an owner whose labels, pointed to, run into it",
+                [record(&[0xC0, 0x0C], 1, &[127, 0, 0, 1]), record(&[1, 0, 0xC0, at + 15], 1, &[127, 0, 0, 2])]
+                    .concat(),
+                [0, 0, 2],
+            ),
         ];
         for (what, tail, counts) in cases {
             let bytes = nodata_with(&tail, counts);
             assert!(Message::from_vec(&bytes).is_err(), "{what}: hickory refuses it");
-            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).map(classify);
+            let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name)).map(classify);
             assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}: {read:?}");
         }
         // The same message without the broken record is NODATA.
         let fine = nodata_with(&[], [0, 0, 0]);
-        let read = check_answer::<Reply>(&fine, 4711, srv_question(&name), Transport::Udp).map(classify);
+        let read = read_as_asked::<Reply>(&fine, 4711, srv_question(&name)).map(classify);
         assert!(matches!(read, Ok(Ok(Answer::NoData))));
     }
 
@@ -869,7 +1067,7 @@ mod tests {
             (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
         assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it");
         let name = DnsName::parse("_vlmcs._tcp.zone.test").unwrap();
-        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).map(classify);
+        let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name)).map(classify);
         assert!(matches!(read, Err(ReadError::Malformed(_))), "NXDOMAIN with answers: {read:?}");
 
         // NOERROR whose answer section holds a record of type 65280 only, and an additional A
@@ -879,11 +1077,11 @@ mod tests {
         let broken = [other.clone(), record(&[0], 1, &[])].concat();
         let bytes = nodata_with(&broken, [1, 0, 1]);
         assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it");
-        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+        let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name));
         assert!(matches!(read, Err(ReadError::Malformed(_))), "another type only: {read:?}");
         // Whole, the same answer is no SRV record.
         let bytes = nodata_with(&other, [1, 0, 0]);
-        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp).unwrap();
+        let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name)).unwrap();
         let answer = classify(read).unwrap();
         assert_eq!(srv_answer(&name, answer.records()), SrvAnswer::NoData);
     }
@@ -899,16 +1097,16 @@ mod tests {
         for (what, tail) in [("an SRV record", srv.as_slice()), ("a BADVERS OPT record", &badvers), ("one octet", &[0])]
         {
             let bytes = nodata_with(tail, [0, 0, 0]);
-            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name));
             assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}: {read:?}");
-            let read = check_answer::<Message>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            let read = read_as_asked::<Message>(&bytes, 4711, srv_question(&name));
             assert!(matches!(read, Err(ReadError::Malformed(_))), "{what}, read whole: {read:?}");
         }
         // After a positive answer too.
         let mut bytes = bind_like_answer(ResponseCode::NoError).to_vec().unwrap();
         bytes.push(0);
         let owner = DnsName::parse("_vlmcs._tcp.zone00001.bench").unwrap();
-        let read = check_answer::<Reply>(&bytes, 4711, srv_question(&owner), Transport::Udp);
+        let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&owner));
         assert!(matches!(read, Err(ReadError::Malformed(_))), "{read:?}");
     }
 
@@ -921,12 +1119,13 @@ mod tests {
         for (opcode, tail, answers) in [(5u8, empty_srv.as_slice(), 1u16), (4, &[][..], 0)] {
             let mut bytes = nodata_with(tail, [answers, 0, 0]);
             bytes[2] = (bytes[2] & 0x87) | (opcode << 3);
-            let read = check_answer::<Reply>(&bytes, 4711, srv_question(&name), Transport::Udp);
+            let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name));
             assert!(matches!(read, Err(ReadError::Malformed(_))), "opcode {opcode}: {read:?}");
         }
     }
 
     use super::*;
+    use hickory_proto::rr::{RData, Record};
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])

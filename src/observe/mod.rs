@@ -12,6 +12,7 @@ pub mod ad;
 pub mod dns;
 pub mod peers;
 pub mod probe;
+mod reply;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
