@@ -123,7 +123,7 @@ impl DnsReader {
     pub async fn srv_on(&self, server: SocketAddr, zone: &DnsName) -> SrvAnswer {
         let owner = zone.vlmcs_owner();
         match self.authoritative(server, Question { name: &owner, rtype: RecordType::SRV, recursive: false }).await {
-            Ok(Answer::Records(rs)) => srv_answer(&owner, &rs),
+            Ok(Answer::Records(rs)) => srv_answer(&owner, rs),
             Ok(Answer::NoData) => SrvAnswer::NoData,
             Ok(Answer::NxDomain) => SrvAnswer::NxDomain,
             Err(error) => SrvAnswer::Failed { error },
@@ -376,12 +376,12 @@ pub enum Found {
 
 /// The SRV records for `owner` in an answer. A record we cannot name cannot be reasoned about,
 /// or asserted in a prerequisite: the whole answer is then unknown (e.g. RFC 2782's "." target).
-fn srv_answer(owner: &DnsName, rs: &[Rec]) -> SrvAnswer {
+fn srv_answer(owner: &DnsName, rs: Vec<Rec>) -> SrvAnswer {
     let mut records = Vec::new();
-    for r in rs.iter().filter(|r| r.is_at(owner, owner)) {
-        let Data::Srv { priority, weight, port, target } = &r.data else { continue };
+    for r in rs.into_iter().filter(|r| r.is_at(owner, owner)) {
+        let Data::Srv { priority, weight, port, target } = r.data else { continue };
         let target = match target {
-            Ok(t) => t.clone(),
+            Ok(t) => t,
             Err(text) => {
                 let error = ReadError::Malformed(format!(
                     "it holds an SRV record with the target '{text}', which kmsdns cannot judge"
@@ -389,7 +389,7 @@ fn srv_answer(owner: &DnsName, rs: &[Rec]) -> SrvAnswer {
                 return SrvAnswer::Failed { error };
             }
         };
-        records.push(SrvRecord { target, port: *port, priority: *priority, weight: *weight, ttl: ttl(r.ttl) });
+        records.push(SrvRecord { target, port, priority, weight, ttl: ttl(r.ttl) });
     }
     records.sort();
     records.dedup();
@@ -1083,7 +1083,7 @@ mod tests {
         let bytes = nodata_with(&other, [1, 0, 0]);
         let read = read_as_asked::<Reply>(&bytes, 4711, srv_question(&name)).unwrap();
         let answer = classify(read).unwrap();
-        assert_eq!(srv_answer(&name, answer.records()), SrvAnswer::NoData);
+        assert_eq!(srv_answer(&name, answer.records().to_vec()), SrvAnswer::NoData);
     }
 
     /// Octets after the last record the counts announce are a message that does not say what
