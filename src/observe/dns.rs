@@ -11,10 +11,12 @@
 //! socket is connected, so the kernel drops anything else), be a response, and hold exactly the
 //! question asked (name case-insensitively, type, class), under opcode QUERY. Anything else, an
 //! answer that does not parse, octets after its last record, or TC=1 over TCP, is
-//! [`ReadError::Malformed`], reported at once: unknown, never empty. An answer that holds what
-//! was asked has its answer section decoded whole and its authority and additional sections
-//! stepped over record by record (`Reply`), so a message cut short anywhere still does not
-//! parse, and an extended RCODE is still read; any other answer is read whole.
+//! [`ReadError::Malformed`], reported at once: unknown, never empty. A plain answer (exactly
+//! the question asked, every record of a type kmsdns knows) is read in place
+//! (`super::reply`); any other goes to hickory: an answer that holds what was asked has its
+//! answer section decoded whole and its authority and additional sections stepped over
+//! record by record (`Reply`), so a message cut short anywhere still does not parse, and an
+//! extended RCODE is still read; any other answer is read whole.
 //!
 //! Questions carry EDNS (RFC 6891). A server that answers FORMERR to EDNS (Windows Server
 //! 2008/2008 R2 DNS does, on an EDNS option) is asked again without it, and from then on.

@@ -49,8 +49,8 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
     });
 
     // 1. Every server of every zone, at once. Server host names are resolved once each.
-    // At most `concurrency` reads are spawned at a time: a task holds its whole future from
-    // the start, and 20,000 of them waiting for a permit were most of a large audit's memory.
+    // `concurrency` workers take the reads in turn ([`each`]): no task per read, whose whole
+    // future was held from the start (20,000 waiting for a permit were most of an audit's memory).
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
     let mut zones: Vec<ZoneView> = inv
         .zones
