@@ -144,6 +144,12 @@ impl DnsName {
     /// without building a name to compare. Every record of every answer has its owner
     /// compared so; a name made for each cost an audit an allocation per record.
     pub fn is(&self, name: &hickory_proto::rr::Name) -> bool {
+        self.is_labels(name.iter())
+    }
+
+    /// Whether these labels (as they stand on the wire, the root's left out) are this name:
+    /// what `from_labels` of them `== Some(self)` says, without building a name to compare.
+    pub fn is_labels<'a>(&self, labels: impl Iterator<Item = &'a [u8]>) -> bool {
         #[cfg(test)]
         comparisons::count();
         // Label by label along our text: a label must match the octets up to the next dot, so
@@ -151,7 +157,7 @@ impl DnsName {
         // passed check_label, so one equal to it (case aside) passes too.
         let mine = self.0.as_bytes();
         let mut at = 0;
-        for label in name.iter() {
+        for label in labels {
             if at > 0 {
                 if mine.get(at) != Some(&b'.') {
                     return false;

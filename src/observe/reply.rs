@@ -201,25 +201,6 @@ impl Labels {
     fn iter<'a>(&'a self, message: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.spans.iter().map(move |&(from, to)| &message[from..to])
     }
-
-    /// Whether these labels are `name` (ASCII case aside), compared in place.
-    fn is_name(&self, message: &[u8], name: &DnsName) -> bool {
-        let mine = name.as_str().as_bytes();
-        let mut at = 0;
-        for label in self.iter(message) {
-            if at > 0 {
-                if mine.get(at) != Some(&b'.') {
-                    return false;
-                }
-                at += 1;
-            }
-            match mine.get(at..at + label.len()) {
-                Some(part) if !label.contains(&b'.') && part.eq_ignore_ascii_case(label) => at += label.len(),
-                _ => return false,
-            }
-        }
-        at > 0 && at == mine.len()
-    }
 }
 
 /// A cursor over a message.
@@ -323,7 +304,7 @@ impl Wire<'_> {
         } else {
             self.name(labels)?;
             match keep {
-                Some(asked) if labels.is_name(self.bytes, asked) => Owner::Asked,
+                Some(asked) if asked.is_labels(labels.iter(self.bytes)) => Owner::Asked,
                 Some(_) => DnsName::from_labels(|| labels.iter(self.bytes)).map_or(Owner::Unnamed, Owner::Name),
                 None => Owner::Unnamed,
             }
