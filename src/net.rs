@@ -46,13 +46,14 @@ impl From<io::Error> for ExchangeError {
 type Waiting = HashMap<u16, Option<oneshot::Sender<Result<Vec<u8>, io::ErrorKind>>>>;
 
 /// Questions one server's socket may have in flight: a bound on what we ask of one server at
-/// once, and a guarantee that a fresh random ID is found in a few draws. 64: all of an audit's
-/// questions to one server at the default `concurrency`, so that each server gets its
-/// questions in larger batches (since the audit's reads run on workers, not a task each,
-/// 32 → 64 took 4 % off a 10,000-zone audit, 6 alternating runs, 2026-12-04; before, it cost
-/// 8 MiB of tasks). 256 lost answers (the audit took 4.3 s instead of 0.6, waiting out
-/// timeouts): that many answers at once overflow a socket's receive buffer.
-const IN_FLIGHT_PER_SERVER: usize = 64;
+/// once, and a guarantee that a fresh random ID is found in a few draws. 128: all of an
+/// audit's questions to one server at the default `concurrency` (64 reads of three questions,
+/// half of them on each of two servers), so that a server always has the next question
+/// waiting when it answers one and does not sleep between them (at 64, two BIND servers slept
+/// 1,600 times in a 10,000-zone audit, at 128 about 800, and the audit took 12 % less,
+/// 2026-12-04, bench/README.md). 256 lost answers (the audit took 4.3 s instead of 0.6,
+/// waiting out timeouts): that many answers at once overflow a socket's receive buffer.
+const IN_FLIGHT_PER_SERVER: usize = 128;
 
 /// One UDP socket `connect()`ed to one server (so the kernel drops datagrams from any other
 /// address), shared by every question to that server. Dropping it stops its receiver.

@@ -155,7 +155,8 @@ pub struct Defaults {
     pub timeout: Duration,
     /// Further attempts after a timeout.
     pub retries: u8,
-    /// Exchanges and probes in flight at once.
+    /// Reads in flight at once: a zone on one server (SRV, SOA and shared view: three
+    /// questions), a name's addresses, or a KMS probe.
     pub concurrency: usize,
     /// How long a repair waits for every server of a zone to serve the new RRset.
     pub propagation_timeout: Duration,

@@ -1,9 +1,10 @@
 //! Observation: what the world says now. It only reads: every write goes through
 //! [`crate::apply`] (repair and failover read through this module too, never beside it).
 //!
-//! One run asks every authoritative server of every zone for `_vlmcs._tcp` SRV and the SOA
-//! serial, resolves each distinct SRV target and inventory host once, and probes each
-//! distinct (address, port) once, all concurrently under one bound. The result is plain data
+//! One run asks every authoritative server of every zone for `_vlmcs._tcp` SRV, the SOA
+//! serial and the instances' shared view (`_kmsdns-view` TXT, [`peers`]), resolves each
+//! distinct SRV target and inventory host once, and probes each distinct (address, port)
+//! once, all concurrently under one bound. The result is plain data
 //! ([`Observation`]) that the pure audit judges.
 //!
 //! A read that failed is recorded as failed, never as empty: a timeout is not "no records".
@@ -48,10 +49,13 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
         tokio::spawn(async move { ad::observe_ad(&inv, &settings).await })
     });
 
-    // 1. Every server of every zone, at once. Server host names are resolved once each.
-    // `concurrency` workers take the reads in turn ([`each`]): no task per read, whose whole
-    // future was held from the start (20,000 waiting for a permit were most of an audit's memory).
+    // 1. Every server of every zone, at once: the SRV records, the SOA serial and the
+    // instances' shared view ([`peers`]) of a zone on one server are one read. Server host
+    // names are resolved once each. `concurrency` workers take the reads in turn ([`each`]):
+    // no task per read, whose whole future was held from the start (20,000 waiting for a
+    // permit were most of an audit's memory).
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
+    let not_read = || ReadError::Network("the read did not complete".into());
     let mut zones: Vec<ZoneView> = inv
         .zones
         .iter()
@@ -63,13 +67,15 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
                 .iter()
                 .map(|s| ServerView {
                     server: s.clone(),
-                    srv: SrvAnswer::Failed { error: ReadError::Network("the read did not complete".into()) },
-                    serial: Err(ReadError::Network("the read did not complete".into())),
+                    srv: SrvAnswer::Failed { error: not_read() },
+                    serial: Err(not_read()),
                     mname: None,
                 })
                 .collect(),
         })
         .collect();
+    let mut txts: Vec<Vec<(String, peers::ServerTxt)>> =
+        zones.iter().map(|z| z.servers.iter().map(|s| (s.server.to_string(), Err(not_read()))).collect()).collect();
     let reads: Vec<(usize, usize, &DnsName, &ServerAddr)> = inv
         .zones
         .iter()
@@ -79,38 +85,26 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
         .collect();
     let (reader_ref, addrs) = (&reader, &server_addrs);
     let read = each(&reads, inv.defaults.concurrency, |&(zi, si, zone, server)| async move {
-        let failed = |e: ReadError| (SrvAnswer::Failed { error: e.clone() }, Err(e), None);
-        let view = match addrs.get(server) {
-            Some(Ok(addr)) => reader_ref.zone_view(*addr, zone).await,
-            Some(Err(e)) => failed(e.clone()),
-            None => failed(ReadError::Network("the server name was not resolved".into())),
+        let addr = addrs
+            .get(server)
+            .cloned()
+            .unwrap_or_else(|| Err(ReadError::Network(format!("the server {server} was not resolved"))));
+        let view = async {
+            match &addr {
+                Ok(addr) => reader_ref.zone_view(*addr, zone).await,
+                Err(e) => (SrvAnswer::Failed { error: e.clone() }, Err(e.clone()), None),
+            }
         };
-        (zi, si, view)
+        let (view, txt) = tokio::join!(view, peers::read_txt(reader_ref, &addr, zone));
+        (zi, si, view, txt)
     });
-    for (zi, si, (srv, serial, mname)) in read.await {
+    for (zi, si, (srv, serial, mname), txt) in read.await {
         let view = &mut zones[zi].servers[si];
         (view.srv, view.serial, view.mname) = (srv, serial, mname);
+        txts[zi][si] = txt;
     }
-
-    // 1b. Each zone's shared view of the instances, from every server of the zone.
-    let in_view: Vec<&crate::inventory::Zone> = inv.zones.iter().filter(in_scope).collect();
-    let views = each(&in_view, inv.defaults.concurrency, |zone| {
-        let servers: Vec<Result<SocketAddr, ReadError>> = zone
-            .servers
-            .iter()
-            .map(|s| {
-                addrs
-                    .get(s)
-                    .cloned()
-                    .unwrap_or_else(|| Err(ReadError::Network(format!("the server {s} was not resolved"))))
-            })
-            .collect();
-        async move {
-            let view = peers::read_view(reader_ref, &servers, &zone.name).await;
-            (zone.name.clone(), view)
-        }
-    });
-    let peers: BTreeMap<DnsName, _> = views.await.into_iter().collect();
+    let peers: BTreeMap<DnsName, _> =
+        zones.iter().zip(txts).map(|(z, txt)| (z.zone.clone(), peers::view_from(&z.zone, txt))).collect();
 
     // 2. Each distinct name once: SRV targets seen anywhere, and inventory hosts that may be published.
     let mut names: BTreeSet<DnsName> = zones

@@ -10,24 +10,35 @@ use crate::model::ReadError;
 use crate::name::DnsName;
 use crate::peers::{Entry, PeerViews, owner};
 
+/// One server's TXT records at the view's owner, each as its strings, or why they could not be
+/// read.
+pub type ServerTxt = Result<Vec<Vec<Vec<u8>>>, ReadError>;
+
 /// The view of `zone` from its servers (as [`super::resolve_servers`] resolved them).
 pub async fn read_view(reader: &DnsReader, servers: &[Result<SocketAddr, ReadError>], zone: &DnsName) -> PeerViews {
-    let name = owner(zone);
-    let answers = futures_util::future::join_all(servers.iter().map(|s| {
-        let name = &name;
-        async move {
-            match s {
-                Ok(addr) => (addr.to_string(), reader.txt_on(*addr, name).await),
-                Err(e) => ("a server of the zone".to_string(), Err(e.clone())),
-            }
-        }
-    }))
-    .await;
-    if answers.is_empty() {
-        return PeerViews::Unknown { why: "the zone has no server to read".into() };
+    let answers = futures_util::future::join_all(servers.iter().map(|s| read_txt(reader, s, zone))).await;
+    view_from(zone, answers)
+}
+
+/// The view's TXT records on one server of `zone`, and the server as a report names it.
+pub async fn read_txt(
+    reader: &DnsReader,
+    server: &Result<SocketAddr, ReadError>,
+    zone: &DnsName,
+) -> (String, ServerTxt) {
+    match server {
+        Ok(addr) => (addr.to_string(), reader.txt_on(*addr, &owner(zone)).await),
+        Err(e) => ("a server of the zone".to_string(), Err(e.clone())),
     }
+}
+
+/// The view of `zone` from what each of its servers answered, in the zone's server order
+/// (pure). No server, a server not read, or a record that is not an entry: unknown.
+pub fn view_from(zone: &DnsName, answers: impl IntoIterator<Item = (String, ServerTxt)>) -> PeerViews {
     let mut entries: Vec<Entry> = Vec::new();
+    let mut any = false;
     for (server, answer) in answers {
+        any = true;
         let records = match answer {
             Ok(records) => records,
             Err(e) => return PeerViews::Unknown { why: format!("{server}: {e}") },
@@ -38,11 +49,14 @@ pub async fn read_view(reader: &DnsReader, servers: &[Result<SocketAddr, ReadErr
                 Ok(_) => {}
                 Err(why) => {
                     return PeerViews::Unknown {
-                        why: format!("{server} holds a record at {name} that is not an entry: {why}"),
+                        why: format!("{server} holds a record at {} that is not an entry: {why}", owner(zone)),
                     };
                 }
             }
         }
+    }
+    if !any {
+        return PeerViews::Unknown { why: "the zone has no server to read".into() };
     }
     entries.sort_by(|a, b| (&a.id, a.at).cmp(&(&b.id, b.at)));
     PeerViews::Read { entries }
