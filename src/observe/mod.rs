@@ -55,31 +55,12 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
     // no task per read, whose whole future was held from the start (20,000 waiting for a
     // permit were most of an audit's memory).
     let server_addrs = resolve_servers(inv, &reader, &limit).await;
-    let not_read = || ReadError::Network("the read did not complete".into());
-    let mut zones: Vec<ZoneView> = inv
-        .zones
+    let in_scope_zones: Vec<&crate::inventory::Zone> = inv.zones.iter().filter(in_scope).collect();
+    // What each read found, by zone and server; a read that never ended (it panicked) is none.
+    let mut found: Vec<Vec<Option<_>>> =
+        in_scope_zones.iter().map(|z| z.servers.iter().map(|_| None).collect()).collect();
+    let reads: Vec<(usize, usize, &DnsName, &ServerAddr)> = in_scope_zones
         .iter()
-        .filter(in_scope)
-        .map(|z| ZoneView {
-            zone: z.name.clone(),
-            servers: z
-                .servers
-                .iter()
-                .map(|s| ServerView {
-                    server: s.clone(),
-                    srv: SrvAnswer::Failed { error: not_read() },
-                    serial: Err(not_read()),
-                    mname: None,
-                })
-                .collect(),
-        })
-        .collect();
-    let mut txts: Vec<Vec<(String, peers::ServerTxt)>> =
-        zones.iter().map(|z| z.servers.iter().map(|s| (s.server.to_string(), Err(not_read()))).collect()).collect();
-    let reads: Vec<(usize, usize, &DnsName, &ServerAddr)> = inv
-        .zones
-        .iter()
-        .filter(in_scope)
         .enumerate()
         .flat_map(|(zi, zone)| zone.servers.iter().enumerate().map(move |(si, server)| (zi, si, &zone.name, server)))
         .collect();
@@ -98,13 +79,25 @@ async fn observe_scoped(inv: &Inventory, only: Option<&DnsName>) -> Observation 
         let (view, txt) = tokio::join!(view, peers::read_txt(reader_ref, &addr, zone));
         (zi, si, view, txt)
     });
-    for (zi, si, (srv, serial, mname), txt) in read.await {
-        let view = &mut zones[zi].servers[si];
-        (view.srv, view.serial, view.mname) = (srv, serial, mname);
-        txts[zi][si] = txt;
+    for (zi, si, view, txt) in read.await {
+        found[zi][si] = Some((view, txt));
     }
-    let peers: BTreeMap<DnsName, _> =
-        zones.iter().zip(txts).map(|(z, txt)| (z.zone.clone(), peers::view_from(&z.zone, txt))).collect();
+    let not_read = || ReadError::Network("the read did not complete".into());
+    let mut zones = Vec::with_capacity(found.len());
+    let mut peers = BTreeMap::new();
+    for (zone, found) in in_scope_zones.iter().zip(found) {
+        let mut servers = Vec::with_capacity(zone.servers.len());
+        let mut txts = Vec::with_capacity(zone.servers.len());
+        for (server, found) in zone.servers.iter().zip(found) {
+            let ((srv, serial, mname), txt) = found
+                .unwrap_or_else(|| ((SrvAnswer::Failed { error: not_read() }, Err(not_read()), None), Err(not_read())));
+            servers.push(ServerView { server: server.clone(), srv, serial, mname });
+            txts.push(txt);
+        }
+        // Each server named as the inventory names it.
+        peers.insert(zone.name.clone(), peers::view_from(&zone.name, zone.servers.iter().zip(txts)));
+        zones.push(ZoneView { zone: zone.name.clone(), servers });
+    }
 
     // 2. Each distinct name once: SRV targets seen anywhere, and inventory hosts that may be published.
     let mut names: BTreeSet<DnsName> = zones

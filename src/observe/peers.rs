@@ -16,25 +16,29 @@ pub type ServerTxt = Result<Vec<Vec<Vec<u8>>>, ReadError>;
 
 /// The view of `zone` from its servers (as [`super::resolve_servers`] resolved them).
 pub async fn read_view(reader: &DnsReader, servers: &[Result<SocketAddr, ReadError>], zone: &DnsName) -> PeerViews {
-    let answers = futures_util::future::join_all(servers.iter().map(|s| read_txt(reader, s, zone))).await;
+    let answers = futures_util::future::join_all(servers.iter().map(|s| async move {
+        let label = match s {
+            Ok(addr) => addr.to_string(),
+            Err(_) => "a server of the zone".to_string(),
+        };
+        (label, read_txt(reader, s, zone).await)
+    }))
+    .await;
     view_from(zone, answers)
 }
 
-/// The view's TXT records on one server of `zone`, and the server as a report names it.
-pub async fn read_txt(
-    reader: &DnsReader,
-    server: &Result<SocketAddr, ReadError>,
-    zone: &DnsName,
-) -> (String, ServerTxt) {
+/// The view's TXT records on one server of `zone`.
+pub async fn read_txt(reader: &DnsReader, server: &Result<SocketAddr, ReadError>, zone: &DnsName) -> ServerTxt {
     match server {
-        Ok(addr) => (addr.to_string(), reader.txt_on(*addr, &owner(zone)).await),
-        Err(e) => ("a server of the zone".to_string(), Err(e.clone())),
+        Ok(addr) => reader.txt_on(*addr, &owner(zone)).await,
+        Err(e) => Err(e.clone()),
     }
 }
 
-/// The view of `zone` from what each of its servers answered, in the zone's server order
-/// (pure). No server, a server not read, or a record that is not an entry: unknown.
-pub fn view_from(zone: &DnsName, answers: impl IntoIterator<Item = (String, ServerTxt)>) -> PeerViews {
+/// The view of `zone` from what each of its servers answered, in the zone's server order, each
+/// with the server's name for a report (pure). No server, a server not read, or a record that
+/// is not an entry: unknown.
+pub fn view_from<S: std::fmt::Display>(zone: &DnsName, answers: impl IntoIterator<Item = (S, ServerTxt)>) -> PeerViews {
     let mut entries: Vec<Entry> = Vec::new();
     let mut any = false;
     for (server, answer) in answers {
