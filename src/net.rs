@@ -50,7 +50,7 @@ type Waiting = HashMap<u16, Option<oneshot::Sender<Result<Vec<u8>, io::ErrorKind
 /// audit's questions to one server at the default `concurrency` (64 reads of three questions,
 /// half of them on each of two servers), so that a server always has the next question
 /// waiting when it answers one and does not sleep between them (at 64, two BIND servers slept
-/// 1,600 times in a 10,000-zone audit, at 128 about 800, and the audit took 12 % less,
+/// 1,600 times in a 10,000-zone audit, at 128 600 to 900, and the audit took a tenth less,
 /// 2026-12-04, bench/README.md). 256 lost answers (the audit took 4.3 s instead of 0.6,
 /// waiting out timeouts): that many answers at once overflow a socket's receive buffer.
 const IN_FLIGHT_PER_SERVER: usize = 128;

@@ -67,11 +67,13 @@ pub fn audit_peers(inv: &Inventory, obs: &crate::model::Observation) -> Vec<Find
         // port) and the active hosts the inventory publishes there.
         // With no fresh entry of another instance there is nothing to disagree with.
         let mut hosts: BTreeMap<&DnsName, u16> = BTreeMap::new();
-        for r in view.servers.iter().filter(|_| !fresh.is_empty()).filter_map(|s| s.srv.known_records()).flatten() {
-            hosts.entry(&r.target).or_insert(r.port);
-        }
-        for h in active_in.get(zone).into_iter().flatten().filter(|_| !fresh.is_empty()) {
-            hosts.entry(&h.name).or_insert(h.port);
+        if !fresh.is_empty() {
+            for r in view.servers.iter().filter_map(|s| s.srv.known_records()).flatten() {
+                hosts.entry(&r.target).or_insert(r.port);
+            }
+            for h in active_in.get(zone).into_iter().flatten() {
+                hosts.entry(&h.name).or_insert(h.port);
+            }
         }
         for (host, port) in hosts {
             let (alive, dead) = peers.split(host);
