@@ -390,7 +390,13 @@ fn audit(cli: &Cli) -> i32 {
                 Format::Json => drop(report.write_json(std::io::stdout().lock())),
                 Format::Text | Format::Nagios => emit(&report.to_text(WIDTH, colour())),
             }
-            report.summary.exit_code
+            let code = report.summary.exit_code;
+            // The process ends here: freeing a 10,000-zone observation and inventory one
+            // allocation at a time cost 6 to 8 ms of a 0.5 s audit, for nothing.
+            drop(report);
+            std::mem::forget(obs);
+            std::mem::forget(inv);
+            code
         });
     }
     let unknown = |why: String| {

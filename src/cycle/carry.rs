@@ -179,13 +179,13 @@ pub(super) fn will_apply(zp: &ZonePlan, override_policy: bool) -> bool {
     zp.will_apply() || (override_policy && !zp.changes.is_empty())
 }
 
-pub(super) async fn repair_zone(
-    inv: &Inventory,
+pub(super) async fn repair_zone<'a>(
+    inv: &'a Inventory,
     obs: &Observation,
     mut zp: ZonePlan,
     mode: Mode<'_>,
     steer: &Steer<'_>,
-    confirmations: &Confirmations,
+    confirmations: &Confirmations<'a>,
     reader: &observe::DnsReader,
 ) -> ZoneOutcome {
     let outcome = |zp: ZonePlan, result, servers| ZoneOutcome { zone: zp.zone.clone(), plan: zp, result, servers };

@@ -13,14 +13,14 @@ use crate::plan::ZonePlan;
 
 /// The evidence behind the deletes of one run, read again: each target's addresses over TCP,
 /// and each endpoint's confirming probes, each made once however many zones publish it.
-pub struct Confirmations {
+pub struct Confirmations<'a> {
     /// The daemon's run: its hysteresis verdicts already span time, so one probe just before
     /// the delete is enough (a host that came back since the verdict keeps its record); a
     /// one-shot run probes `confirm_probes` times over `confirm_window`.
     daemon: bool,
     endpoints: std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::sync::OnceCell<Confirmation>>>>,
     names: std::sync::Mutex<std::collections::HashMap<DnsName, Arc<tokio::sync::OnceCell<Resolution>>>>,
-    over_tcp: tokio::sync::OnceCell<observe::AddressLookup>,
+    over_tcp: tokio::sync::OnceCell<observe::AddressLookup<'a>>,
     /// Every re-read of the run, over TCP: one connection per server, not one per zone.
     tcp: observe::DnsReader,
 }
@@ -34,9 +34,9 @@ pub enum Confirmation {
     Answered { after: u32 },
 }
 
-impl Confirmations {
+impl<'a> Confirmations<'a> {
     /// The confirmations of one run; `daemon` when the daemon's verdicts steer it.
-    pub fn new(inv: &Inventory, daemon: bool) -> Confirmations {
+    pub fn new(inv: &Inventory, daemon: bool) -> Confirmations<'a> {
         let tcp = observe::DnsReader::tcp_only(inv.defaults.timeout, inv.defaults.retries);
         Confirmations {
             daemon,
@@ -56,7 +56,7 @@ impl Confirmations {
     }
 
     /// `name`'s addresses read again, every question over TCP.
-    async fn reread(&self, inv: &Inventory, name: &DnsName) -> Resolution {
+    async fn reread(&self, inv: &'a Inventory, name: &DnsName) -> Resolution {
         let cell = {
             let mut map = self.names.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(name.clone()).or_default().clone()
@@ -123,11 +123,11 @@ pub(super) async fn confirm(inv: &Inventory, endpoint: SocketAddr, once: bool) -
 ///
 /// The evidence of each delete that stays is written into its reason. Keeping a record can
 /// break no rail: it only leaves more of the zone as it was.
-pub(super) async fn confirm_deletes(
-    inv: &Inventory,
+pub(super) async fn confirm_deletes<'a>(
+    inv: &'a Inventory,
     obs: &Observation,
     zp: &mut ZonePlan,
-    confirmations: &Confirmations,
+    confirmations: &Confirmations<'a>,
 ) {
     use crate::audit::Code;
     use crate::plan::{Action, Held};
